@@ -1,0 +1,1 @@
+"""dranet_kubelet_plugin."""

@@ -1,0 +1,1 @@
+"""dranet_netlink_agent."""

@@ -1,0 +1,1 @@
+"""dranet_nri_hook."""
