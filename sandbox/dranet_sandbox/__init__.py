@@ -1,1 +1,1 @@
-"""Node sandbox: a whole dranet node on one machine, and the stand-ins for peers that cannot run here."""
+"""Node sandbox: a whole dranet node on one machine, and stand-ins for absent peers."""

@@ -1,1 +1,4 @@
-"""Stand-ins for the peers that cannot run here (kubelet, API server, NRI runtime). They speak the real wire protocols."""
+"""Stand-ins for peers that cannot run here (kubelet, API server, NRI runtime).
+
+They speak the real wire protocols.
+"""
