@@ -1,0 +1,222 @@
+"""Prometheus metrics for SREs: one registry per process, text exposition.
+
+    metrics = Metrics()
+    server = UnixServer(path, interceptors=[metrics.server_interceptor(), ...])
+    exposition = start_metrics_server(settings.metrics_port, metrics.registry)
+    with metrics.time_event("RunPodSandbox"):
+        ...
+
+Common metrics: `dranet_grpc_server_requests_total{method,code}`,
+`dranet_grpc_server_request_duration_seconds{method}` (health checks left
+out), `dranet_events_total{event,result}` and
+`dranet_event_duration_seconds{event}` for non-gRPC events (NRI, kubelet
+registration...). Services add their own with `counter`/`gauge`/`histogram`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
+PREFIX = "dranet_"
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# Local calls: most take milliseconds; netlink moves and slow peers take seconds.
+RpcHandler = grpc.RpcMethodHandler[Any, Any]
+BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The process's registry and the metrics every service shares."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        if registry is None:  # fresh registry: add the standard process_* metrics
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        self.rpc_requests = self.counter(
+            "grpc_server_requests_total",
+            "gRPC calls served, by method and status code.",
+            ("method", "code"),
+        )
+        self.rpc_duration = self.histogram(
+            "grpc_server_request_duration_seconds", "Time to serve a gRPC call.", ("method",)
+        )
+        self.events = self.counter(
+            "events_total",
+            "Events handled (NRI, registration...), by result.",
+            ("event", "result"),
+        )
+        self.event_duration = self.histogram(
+            "event_duration_seconds", "Time to handle an event.", ("event",)
+        )
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(PREFIX + name, help, list(labels), registry=self.registry)
+
+    def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(PREFIX + name, help, list(labels), registry=self.registry)
+
+    def histogram(self, name: str, help: str, labels: Sequence[str] = ()) -> Histogram:
+        return Histogram(PREFIX + name, help, list(labels), registry=self.registry, buckets=BUCKETS)
+
+    def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self.rpc_requests.labels(method, code.name).inc()
+        self.rpc_duration.labels(method).observe(seconds)
+
+    def observe_event(self, event: str, result: str, seconds: float) -> None:
+        self.events.labels(event, result).inc()
+        self.event_duration.labels(event).observe(seconds)
+
+    @contextlib.contextmanager
+    def time_event(self, event: str) -> Iterator[None]:
+        """Count and time the block as `event`; result "error" if it raises."""
+        start = time.monotonic()
+        result = "error"
+        try:
+            yield
+            result = "ok"
+        finally:
+            self.observe_event(event, result, time.monotonic() - start)
+
+    def server_interceptor(self) -> grpc.aio.ServerInterceptor[Any, Any]:
+        return RpcMetricsInterceptor(self)
+
+
+def _code(context: Any, default: grpc.StatusCode) -> grpc.StatusCode:
+    code = context.code()  # set by abort()/set_code(); None when the handler left it
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return default
+
+
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+    """Counts and times every call by method and final status code."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> RpcHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(HEALTH_PREFIX):
+            return handler
+        observe = self._metrics.observe_rpc
+        h: Any = handler
+
+        def unary(behavior: Any) -> Any:
+            async def wrapper(request: Any, context: Any) -> Any:
+                start = time.monotonic()
+                code = grpc.StatusCode.UNKNOWN
+                try:
+                    response = await behavior(request, context)
+                    code = _code(context, grpc.StatusCode.OK)
+                    return response
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except BaseException:
+                    code = _code(context, grpc.StatusCode.UNKNOWN)
+                    raise
+                finally:
+                    observe(method, code, time.monotonic() - start)
+
+            return wrapper
+
+        def streaming(behavior: Any) -> Any:
+            async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+                start = time.monotonic()
+                code = grpc.StatusCode.UNKNOWN
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                    code = _code(context, grpc.StatusCode.OK)
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except BaseException:
+                    code = _code(context, grpc.StatusCode.UNKNOWN)
+                    raise
+                finally:
+                    observe(method, code, time.monotonic() - start)
+
+            return wrapper
+
+        kinds = {
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
+        for attr, make in kinds.items():
+            behavior = getattr(h, attr)
+            if behavior is None:
+                continue
+            # Async generators yield responses; coroutines return one or write()
+            # them; sync handlers (thread pool) are left as they are.
+            if inspect.isasyncgenfunction(behavior):
+                wrapped = streaming(behavior)
+            elif inspect.iscoroutinefunction(behavior):
+                wrapped = unary(behavior)
+            else:
+                return handler
+            return make(
+                wrapped,
+                request_deserializer=h.request_deserializer,
+                response_serializer=h.response_serializer,
+            )
+        return handler
+
+
+@dataclass
+class MetricsServer:
+    """A running text-exposition HTTP server (its own thread)."""
+
+    host: str
+    port: int
+    _httpd: Any
+    _thread: threading.Thread
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_metrics(
+    registry: CollectorRegistry, *, host: str = "0.0.0.0", port: int = 0
+) -> MetricsServer:
+    """Serve /metrics on host:port (0 = an ephemeral port, see `.port`)."""
+    httpd, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(host, httpd.server_address[1], httpd, thread)
+
+
+def start_metrics_server(
+    port: int, registry: CollectorRegistry, *, host: str = "0.0.0.0"
+) -> MetricsServer | None:
+    """Serve the registry on `port`; port 0 means metrics are off (None)."""
+    if port == 0:
+        return None
+    return serve_metrics(registry, host=host, port=port)
