@@ -1,0 +1,187 @@
+"""Pod events -> calls to the netlink agent. The hook keeps no state store.
+
+The only memory is each pod's netns path (from RunPodSandbox and
+Synchronize), because containerd 1.7 sends none on StopPodSandbox. Every
+agent call has a deadline well inside the runtime's 2 s request budget: a
+missed budget silently disconnects the plugin and the pod starts without its
+devices, so failing loudly is better than being late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+
+from dranet.agent.v1 import agent_pb2
+from dranet.errors import PeerError, RefusedError
+from dranet.nri import api_pb2
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("dranet_nri_hook")
+
+NETWORK_NAMESPACE = "network"
+
+
+def pod_netns(pod: api_pb2.PodSandbox) -> str:
+    """Path of the pod's network namespace; '' for host-network pods."""
+    for ns in pod.linux.namespaces:
+        if ns.type == NETWORK_NAMESPACE:
+            return ns.path
+    return ""
+
+
+def pod_ref(pod: api_pb2.PodSandbox) -> agent_pb2.PodRef:
+    return agent_pb2.PodRef(uid=pod.uid, namespace=pod.namespace, name=pod.name)
+
+
+def pod_label(pod: api_pb2.PodSandbox | agent_pb2.PodRef) -> str:
+    return f"{pod.namespace}/{pod.name}"
+
+
+def stale_attachments(
+    attachments: Sequence[agent_pb2.Attachment], live_uids: set[str]
+) -> list[agent_pb2.Attachment]:
+    """One attachment per pod that no longer has a sandbox."""
+    seen: set[str] = set()
+    out = []
+    for att in attachments:
+        if att.pod.uid not in live_uids and att.pod.uid not in seen:
+            seen.add(att.pod.uid)
+            out.append(att)
+    return out
+
+
+def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float) -> PeerError:
+    """A clear error from an agent RPC failure; the agent's own text is kept."""
+    code = err.code()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerError(
+            f"dranet: {call} for pod {pod} timed out after {timeout:g}s",
+            hint="the netlink agent is slow or stuck; check its logs",
+        )
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return PeerError(
+            f"dranet: netlink agent unreachable for {call} of pod {pod}: {err.details()}",
+            hint="check that the netlink-agent container is running",
+        )
+    return PeerError(err.details() or f"dranet: {call} for pod {pod} failed ({code.name})")
+
+
+class PodHandlers:
+    """Implements plugin.PodEvents against the agent's gRPC API."""
+
+    def __init__(self, agent: Any, *, timeout: float = 1.5) -> None:
+        # `agent` is an agent_pb2_grpc.NetlinkAgentStub (or a test double).
+        self._agent = agent
+        self._timeout = timeout
+        self._netns: dict[str, str] = {}
+
+    def remembered_netns(self, uid: str) -> str:
+        return self._netns.get(uid, "")
+
+    async def run_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
+        netns = pod_netns(pod)
+        attrs = {"k8s.pod.uid": pod.uid, "k8s.pod.name": pod_label(pod), "netns": netns}
+        with tracer.start_as_current_span("nri.RunPodSandbox", attributes=attrs):
+            if netns:
+                self._netns[pod.uid] = netns
+            request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
+            try:
+                reply = await self._agent.AttachPod(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as err:
+                if not netns and err.code() not in _TRANSIENT:
+                    raise _host_network(pod, err.details() or err.code().name) from err
+                raise agent_failure("AttachPod", pod_label(pod), err, self._timeout) from err
+            if not netns and reply.interfaces:
+                raise _host_network(pod, "the agent reported devices for it")
+            if reply.interfaces:
+                names = ", ".join(i.interface_name for i in reply.interfaces)
+                log.info("pod %s attached: %s", pod_label(pod), names)
+
+    async def stop_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
+        with tracer.start_as_current_span(
+            "nri.StopPodSandbox", attributes={"k8s.pod.uid": pod.uid}
+        ):
+            await self._detach(pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid))
+
+    async def remove_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
+        # Idempotent fallback for a missed or failed Stop; the netns may be gone.
+        with tracer.start_as_current_span(
+            "nri.RemovePodSandbox", attributes={"k8s.pod.uid": pod.uid}
+        ):
+            await self._detach(pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid))
+            self._netns.pop(pod.uid, None)
+
+    async def _detach(self, ref: agent_pb2.PodRef, netns: str) -> None:
+        """Never raises: teardown must not be blocked by us."""
+        try:
+            reply = await self._agent.DetachPod(
+                agent_pb2.DetachPodRequest(pod=ref, netns_path=netns), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as err:
+            failure = agent_failure("DetachPod", pod_label(ref), err, self._timeout)
+            log.warning("%s (the pod's teardown continues)", failure)
+            return
+        for dev in reply.devices:
+            log.info(
+                "pod %s: device %s %s", pod_label(ref), dev.device,
+                agent_pb2.DetachedDevice.Outcome.Name(dev.outcome),
+            )  # fmt: skip
+
+    async def synchronize(
+        self, pods: Sequence[api_pb2.PodSandbox], containers: Sequence[api_pb2.Container]
+    ) -> None:
+        """Reconcile with the agent; logs problems, never fails the sync.
+
+        Attach is idempotent and returns at once for pods without prepared
+        claims; only attachments of pods that are gone are detached, so a
+        prepared claim whose pod has no sandbox yet is left alone.
+        """
+        with tracer.start_as_current_span("nri.Synchronize", attributes={"pods": len(pods)}):
+            for pod in pods:
+                if pod_netns(pod):
+                    self._netns[pod.uid] = pod_netns(pod)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._reconcile(pods)
+            except TimeoutError:
+                log.warning("synchronize: reconciliation cut short after %gs", self._timeout)
+
+    async def _reconcile(self, pods: Sequence[api_pb2.PodSandbox]) -> None:
+        live = {pod.uid for pod in pods}
+        try:
+            listed = await self._agent.ListAttachments(
+                agent_pb2.ListAttachmentsRequest(), timeout=self._timeout
+            )
+            stale = stale_attachments(listed.attachments, live)
+        except grpc.aio.AioRpcError as err:
+            log.warning("synchronize: cannot list attachments: %s", err.details())
+            stale = []
+        jobs = [self._attach_quietly(pod) for pod in pods if pod_netns(pod)]
+        jobs += [self._detach(att.pod, att.netns_path) for att in stale]
+        await asyncio.gather(*jobs)
+
+    async def _attach_quietly(self, pod: api_pb2.PodSandbox) -> None:
+        try:
+            await self._agent.AttachPod(
+                agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=pod_netns(pod)),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as err:
+            log.warning("synchronize: AttachPod for pod %s: %s", pod_label(pod), err.details())
+
+
+_TRANSIENT = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+
+
+def _host_network(pod: api_pb2.PodSandbox, detail: str) -> RefusedError:
+    return RefusedError(
+        f"RunPodSandbox pod {pod_label(pod)} uses the host network, so dranet cannot move"
+        f" devices into it: {detail}",
+        hint="remove the pod's dranet resource claims or set hostNetwork: false",
+    )
