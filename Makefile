@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find api -name '*.proto' | sort)
 STAMP := $(VENV)/.installed
+PROTOC_PLUGINS := --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
 .PHONY: test lint proto demo bench clean
 
@@ -16,7 +18,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 proto: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I api --python_out=api --pyi_out=api --grpc_python_out=api $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I api $(PROTOC_PLUGINS) \
+		--python_out=api --mypy_out=api --grpc_python_out=api --mypy_grpc_out=api $(PROTOS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
