@@ -75,7 +75,7 @@ def register_health(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser = commands.add_parser(
         "health",
         help="ask a dranet service whether it is serving (gRPC health check)",
-        description="Exit 0 when the service on SOCKET reports SERVING, 1 otherwise.",
+        description="Exit 0 when the service on PATH reports SERVING, 1 otherwise.",
     )
     parser.add_argument("--socket", required=True, metavar="PATH", help="the service's socket")
     parser.add_argument(
@@ -89,7 +89,7 @@ def register_health(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Operate the dranet network driver.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True)
     register_health(commands)
     return parser
 

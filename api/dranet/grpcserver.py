@@ -25,7 +25,7 @@ import socket
 import stat
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,7 +37,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 ServicerAdder = Callable[[grpc.aio.Server], None]
-ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+if TYPE_CHECKING:  # the stubs make these generic; grpc's runtime classes are not
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.aio.ServerInterceptor
 
 
 class HealthState(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
@@ -111,8 +114,9 @@ class HealthState(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 def prepare_socket_path(path: Path, dir_mode: int = 0o750, group: int | None = None) -> None:
     """Make `path` ready to bind: its directory exists, no stale socket is left.
 
-    Only a directory this call creates gets `dir_mode` (an existing one may be
-    shared, like /tmp; its mode is the deployment's). Only a *socket* nobody
+    Only the socket's directory, and only if this call creates it, gets
+    `dir_mode` (an existing one may be shared, like /tmp: its mode is the
+    deployment's); missing parents above it get the umask's usual mode. Only a *socket* nobody
     listens on is removed; anything else at `path` is refused.
     """
     parent = path.parent

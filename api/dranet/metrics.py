@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import (
@@ -35,10 +35,16 @@ from prometheus_client import (
     start_http_server,
 )
 
+from dranet.grpcserver import ServerInterceptor
+
+if TYPE_CHECKING:  # the stubs make it generic; grpc's runtime class is not
+    RpcHandler = grpc.RpcMethodHandler[Any, Any]
+else:
+    RpcHandler = grpc.RpcMethodHandler
+
 PREFIX = "dranet_"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 # Local calls: most take milliseconds; netlink moves and slow peers take seconds.
-RpcHandler = grpc.RpcMethodHandler[Any, Any]
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -95,7 +101,7 @@ class Metrics:
         finally:
             self.observe_event(event, result, time.monotonic() - start)
 
-    def server_interceptor(self) -> grpc.aio.ServerInterceptor[Any, Any]:
+    def server_interceptor(self) -> ServerInterceptor:
         return RpcMetricsInterceptor(self)
 
 
@@ -106,7 +112,7 @@ def _code(context: Any, default: grpc.StatusCode) -> grpc.StatusCode:
     return default
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+class RpcMetricsInterceptor(ServerInterceptor):
     """Counts and times every call by method and final status code."""
 
     def __init__(self, metrics: Metrics) -> None:

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
@@ -32,6 +31,7 @@ from opentelemetry.trace import Link, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from dranet.errors import SettingsError
+from dranet.grpcserver import ServerInterceptor
 
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -176,10 +176,10 @@ def _not_health(details: Any) -> bool:
 
 def server_interceptors(
     provider: trace.TracerProvider | None = None,
-) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+) -> list[ServerInterceptor]:
     """grpc.aio server interceptors: a SERVER span per call, parent taken from the
     W3C headers in the call's metadata; health checks are not traced."""
-    interceptor: grpc.aio.ServerInterceptor[Any, Any] = aio_server_interceptor(  # type: ignore[no-untyped-call]
+    interceptor: ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
         tracer_provider=provider, filter_=_not_health
     )
     return [interceptor]
