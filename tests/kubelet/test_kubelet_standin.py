@@ -64,7 +64,7 @@ async def broken(kubelet_root: Path) -> AsyncIterator[tuple[BrokenPlugin, Kubele
     servicer = BrokenPlugin()
     dra = dra_socket_path(kubelet_root, DRIVER)
     servers = [
-        await serve(dra, lambda s: v1_grpc.add_DRAPluginServicer_to_server(servicer, s)),  # type: ignore[no-untyped-call]
+        await serve(dra, lambda s: v1_grpc.add_DRAPluginServicer_to_server(servicer, s)),
         await serve(
             registration_socket_path(kubelet_root, DRIVER),
             lambda s: add_registration_servicer(

@@ -42,7 +42,7 @@ def test_servicer_refuses_what_the_kubelet_would_reject() -> None:
 
 async def test_get_info_answers_with_the_plugin_identity(plugin: PluginUnderTest) -> None:
     async with grpc.aio.insecure_channel(f"unix://{plugin.reg_path}") as channel:
-        stub = reg_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
+        stub = reg_grpc.RegistrationStub(channel)
         info = await stub.GetInfo(reg_pb2.InfoRequest(), timeout=1.0)
     assert info.type == "DRAPlugin"
     assert info.name == DRIVER

@@ -299,7 +299,7 @@ class KubeletStandin:
 
     async def _register(self, socket: Path) -> bool:
         async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
-            stub = reg_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
+            stub = reg_grpc.RegistrationStub(channel)
             try:
                 info = await stub.GetInfo(reg_pb2.InfoRequest(), timeout=GET_INFO_TIMEOUT)
             except grpc.aio.AioRpcError as exc:

@@ -318,10 +318,8 @@ def dra_servicer_adder(
 
     def add(server: grpc.aio.Server) -> None:
         if v1:
-            v1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1(preparer, locks), server)  # type: ignore[no-untyped-call]
+            v1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1(preparer, locks), server)
         if v1beta1:
-            v1beta1_grpc.add_DRAPluginServicer_to_server(  # type: ignore[no-untyped-call]
-                DRAPluginV1beta1(preparer, locks), server
-            )
+            v1beta1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1beta1(preparer, locks), server)
 
     return add

@@ -157,4 +157,4 @@ class RegistrationServicer(reg_grpc.RegistrationServicer):
 
 
 def add_registration_servicer(server: grpc.aio.Server, servicer: RegistrationServicer) -> None:
-    reg_grpc.add_RegistrationServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    reg_grpc.add_RegistrationServicer_to_server(servicer, server)
