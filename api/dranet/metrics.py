@@ -105,11 +105,14 @@ class Metrics:
         return RpcMetricsInterceptor(self)
 
 
-def _code(context: Any, default: grpc.StatusCode) -> grpc.StatusCode:
-    code = context.code()  # set by abort()/set_code(); None when the handler left it
+def _final_code(context: Any, failure: BaseException | None) -> grpc.StatusCode:
+    """The status a call ended with: cancelled, set by abort()/set_code(), or implied."""
+    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    code = context.code()  # None when the handler never set one
     if isinstance(code, grpc.StatusCode):
         return code
-    return default
+    return grpc.StatusCode.OK if failure is None else grpc.StatusCode.UNKNOWN
 
 
 class RpcMetricsInterceptor(ServerInterceptor):
@@ -120,9 +123,7 @@ class RpcMetricsInterceptor(ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[RpcHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> RpcHandler:
         handler = await continuation(handler_call_details)
@@ -134,39 +135,28 @@ class RpcMetricsInterceptor(ServerInterceptor):
 
         def unary(behavior: Any) -> Any:
             async def wrapper(request: Any, context: Any) -> Any:
-                start = time.monotonic()
-                code = grpc.StatusCode.UNKNOWN
+                start, failure = time.monotonic(), None
                 try:
-                    response = await behavior(request, context)
-                    code = _code(context, grpc.StatusCode.OK)
-                    return response
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except BaseException:
-                    code = _code(context, grpc.StatusCode.UNKNOWN)
+                    return await behavior(request, context)
+                except BaseException as exc:
+                    failure = exc
                     raise
                 finally:
-                    observe(method, code, time.monotonic() - start)
+                    observe(method, _final_code(context, failure), time.monotonic() - start)
 
             return wrapper
 
         def streaming(behavior: Any) -> Any:
             async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
-                start = time.monotonic()
-                code = grpc.StatusCode.UNKNOWN
+                start, failure = time.monotonic(), None
                 try:
                     async for response in behavior(request, context):
                         yield response
-                    code = _code(context, grpc.StatusCode.OK)
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except BaseException:
-                    code = _code(context, grpc.StatusCode.UNKNOWN)
+                except BaseException as exc:
+                    failure = exc
                     raise
                 finally:
-                    observe(method, code, time.monotonic() - start)
+                    observe(method, _final_code(context, failure), time.monotonic() - start)
 
             return wrapper
 

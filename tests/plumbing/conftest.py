@@ -20,6 +20,8 @@ COUNT = f"/{ECHO_SERVICE}/Count"
 async def _say(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
     if request == b"fail":
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "asked to fail")
+    if request == b"crash":
+        raise RuntimeError("a bug in the handler")
     return request
 
 
@@ -31,7 +33,7 @@ async def _count(
 
 
 def echo_adder(seen: list[Any] | None = None) -> ServicerAdder:
-    """Adds test.Echo (Say: unary echo, b"fail" aborts; Count: stream of n items).
+    """Adds test.Echo: Say echoes (b"fail" aborts, b"crash" raises), Count streams n items.
 
     `seen` receives the span that is current inside each Say call.
     """

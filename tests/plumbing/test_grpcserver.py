@@ -110,6 +110,13 @@ async def test_health_flips_and_cli_exit_code_follows(tmp_path: Path) -> None:
         assert await cli("--socket", sock, "--service", "dranet.agent.v1.Agent") == 1
         assert await cli("--socket", sock) == 0  # the whole server is still serving
 
+        async with unix_channel(path) as channel:
+            listed = await health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest())
+        assert {name: r.status for name, r in listed.statuses.items()} == {
+            "": SERVING,
+            "dranet.agent.v1.Agent": NOT_SERVING,
+        }
+
         server.health.set("", False)
         assert await cli("--socket", sock) == 1
         server.health.set("", True)
@@ -154,3 +161,11 @@ async def test_watch_streams_changes_and_stop_reports_not_serving(tmp_path: Path
     assert seen == [SERVING, NOT_SERVING, SERVING, NOT_SERVING]
     server.health.set("svc", True)  # after shutdown, statuses stay NOT_SERVING
     assert server.health.status("svc") == NOT_SERVING
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+async def test_group_is_given_to_socket_and_created_directory(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "a.sock"
+    async with UnixServer(path, group=4321):
+        assert path.lstat().st_gid == 4321
+        assert path.parent.stat().st_gid == 4321

@@ -70,6 +70,9 @@ async def test_interceptor_counts_calls_by_method_and_code(tmp_path: Path) -> No
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await say(b"fail")
         assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.aio.AioRpcError) as crashed:
+            await say(b"crash")
+        assert crashed.value.code() == grpc.StatusCode.UNKNOWN
         items = [item async for item in channel.unary_stream(COUNT, None, None)(b"3")]
         assert items == [b"0", b"1", b"2"]
         await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
@@ -77,8 +80,9 @@ async def test_interceptor_counts_calls_by_method_and_code(tmp_path: Path) -> No
     total = "dranet_grpc_server_requests_total"
     assert value(metrics, total, method=SAY, code="OK") == 2
     assert value(metrics, total, method=SAY, code="FAILED_PRECONDITION") == 1
+    assert value(metrics, total, method=SAY, code="UNKNOWN") == 1
     assert value(metrics, total, method=COUNT, code="OK") == 1
-    assert value(metrics, "dranet_grpc_server_request_duration_seconds_count", method=SAY) == 3
+    assert value(metrics, "dranet_grpc_server_request_duration_seconds_count", method=SAY) == 4
     health = "/grpc.health.v1.Health/Check"
     assert value(metrics, total, method=health, code="OK") is None  # health checks left out
 
