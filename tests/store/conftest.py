@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import BOOT
 
 from dranet.store import Role, Store
+
+from .store_helpers import BOOT
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from store_helpers import BOOT, make_attachment, make_claim, write_v1_file
 
 from dranet.errors import StoreError
 from dranet.store import SCHEMA_VERSION, ClaimRecord, PreparedDevice, Role, Store, read_boot_id
+
+from .store_helpers import BOOT, make_attachment, make_claim, write_v1_file
 
 
 @contextmanager
@@ -132,7 +133,7 @@ def test_a_newer_schema_is_refused(db: Path) -> None:
     with raw(db) as other:
         other.execute("PRAGMA user_version = 99")
     for role in Role:
-        with pytest.raises(StoreError, match=f"schema version 99, newer than this build knows"):
+        with pytest.raises(StoreError, match="schema version 99, newer than this build knows"):
             Store(db, role=role, boot_id=BOOT)
 
 

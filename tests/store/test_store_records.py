@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from store_helpers import BOOT, make_attachment, make_claim
 
 from dranet.errors import StoreError
 from dranet.store import AttachmentPhase, ClaimRecord, PreparedDevice, Role, Store
+
+from .store_helpers import BOOT, make_attachment, make_claim
 
 
 def test_claim_round_trips_every_field(db: Path, plugin: Store) -> None:
@@ -77,7 +78,9 @@ def test_nested_data_is_stored_as_json_text(db: Path, plugin: Store, agent: Stor
             "SELECT json_extract(devices, '$[0].config.interface.mtu') FROM claims"
         ).fetchone()
         assert mtu == 9000
-        (orig_mtu,) = raw.execute("SELECT json_extract(original, '$.mtu') FROM attachments").fetchone()
+        (orig_mtu,) = raw.execute(
+            "SELECT json_extract(original, '$.mtu') FROM attachments"
+        ).fetchone()
         assert orig_mtu == 1500
     finally:
         raw.close()
@@ -202,7 +205,7 @@ def test_counts_rows_per_table(plugin: Store, agent: Store) -> None:
         (make_attachment("u1", ""), "device of attachment for claim u1"),
         (make_attachment("u1", pod_uid=""), "pod uid of attachment u1/"),
         (
-            dataclasses.replace(make_attachment("u1"), phase="gone"),
+            dataclasses.replace(make_attachment("u1"), phase="gone"),  # type: ignore[arg-type]
             "phase 'gone' is not one of pending, moved, attached",
         ),
     ],

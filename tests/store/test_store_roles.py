@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from store_helpers import BOOT, make_attachment, make_claim, write_v1_file
 
 from dranet.errors import StoreError
 from dranet.store import SCHEMA_VERSION, Role, Store
+
+from .store_helpers import BOOT, make_attachment, make_claim, write_v1_file
 
 Write = Callable[[Store], object]
 PUT_CLAIM: Write = lambda s: s.put_claim(make_claim("new"))  # noqa: E731
@@ -25,26 +26,46 @@ ATTACHMENTS_BY_AGENT = "only the netlink-agent \\(role 'agent'\\) writes that ta
 @pytest.mark.parametrize(
     ("role", "write", "message"),
     [
-        (Role.PLUGIN, PUT_ATTACHMENT, f"role 'plugin' may not write attachments: {ATTACHMENTS_BY_AGENT}"),
-        (Role.PLUGIN, DELETE_ATTACHMENT, f"role 'plugin' may not write attachments: {ATTACHMENTS_BY_AGENT}"),
+        (
+            Role.PLUGIN,
+            PUT_ATTACHMENT,
+            f"role 'plugin' may not write attachments: {ATTACHMENTS_BY_AGENT}",
+        ),
+        (
+            Role.PLUGIN,
+            DELETE_ATTACHMENT,
+            f"role 'plugin' may not write attachments: {ATTACHMENTS_BY_AGENT}",
+        ),
         (Role.AGENT, PUT_CLAIM, f"role 'agent' may not write claims: {CLAIMS_BY_PLUGIN}"),
         (Role.AGENT, DELETE_CLAIM, f"role 'agent' may not write claims: {CLAIMS_BY_PLUGIN}"),
         (Role.READER, PUT_CLAIM, f"role 'reader' may not write claims: {CLAIMS_BY_PLUGIN}"),
         (Role.READER, DELETE_CLAIM, f"role 'reader' may not write claims: {CLAIMS_BY_PLUGIN}"),
-        (Role.READER, PUT_ATTACHMENT, f"role 'reader' may not write attachments: {ATTACHMENTS_BY_AGENT}"),
-        (Role.READER, DELETE_ATTACHMENT, f"role 'reader' may not write attachments: {ATTACHMENTS_BY_AGENT}"),
+        (
+            Role.READER,
+            PUT_ATTACHMENT,
+            f"role 'reader' may not write attachments: {ATTACHMENTS_BY_AGENT}",
+        ),
+        (
+            Role.READER,
+            DELETE_ATTACHMENT,
+            f"role 'reader' may not write attachments: {ATTACHMENTS_BY_AGENT}",
+        ),
     ],
 )
 def test_a_role_cannot_write_another_writers_table(
-    db: Path, plugin: Store, agent: Store, role: Role, write: Write, message: str
+    db: Path, role: Role, write: Write, message: str
 ) -> None:
-    plugin.put_claim(make_claim("kept"))
-    agent.put_attachment(make_attachment("kept"))
-    before = (plugin.list_claims(), agent.list_attachments())
-    with Store(db, role=role, boot_id=BOOT) as store, pytest.raises(StoreError, match=message) as err:
-        write(store)
-    assert "ask the" in str(err.value)  # says what to do instead
-    assert (plugin.list_claims(), agent.list_attachments()) == before
+    with Store(db, role=Role.PLUGIN, boot_id=BOOT) as plugin:
+        plugin.put_claim(make_claim("kept"))
+    with Store(db, role=Role.AGENT, boot_id=BOOT) as agent:
+        agent.put_attachment(make_attachment("kept"))
+    with Store(db, role=role, boot_id=BOOT) as store:
+        before = (store.list_claims(), store.list_attachments())
+        assert len(before[0]) == len(before[1]) == 1
+        with pytest.raises(StoreError, match=message) as err:
+            write(store)
+        assert "ask the" in str(err.value)  # says what to do instead
+        assert (store.list_claims(), store.list_attachments()) == before
 
 
 def test_each_writer_can_write_its_own_table(plugin: Store, agent: Store) -> None:
@@ -108,6 +129,8 @@ def test_roles_given_as_strings_are_accepted(db: Path) -> None:
 
 
 def test_unknown_role_is_refused(db: Path) -> None:
-    with pytest.raises(StoreError, match="unknown store role 'writer'.*plugin, agent, reader"):
+    with pytest.raises(
+        StoreError, match=r"unknown store role 'writer' \(use one of plugin, agent, reader\)"
+    ):
         Store(db, role="writer", boot_id=BOOT)  # type: ignore[arg-type]
     assert not db.exists()
