@@ -81,6 +81,14 @@ class RpcError(PeerError):
         self.code = code
 
 
+class CallTimeout(RpcError):
+    """Our own deadline for a call passed (not a status sent by the peer)."""
+
+
+class ConnectionClosed(RpcError):
+    """The connection ended before the call was answered."""
+
+
 @dataclass(frozen=True)
 class Frame:
     stream_id: int
@@ -290,7 +298,7 @@ class Connection:
         metadata: Mapping[str, str] | None = None,
     ) -> bytes:
         if self.closed.is_set():
-            raise RpcError(Code.UNAVAILABLE, f"ttrpc: closed ({self.close_reason})")
+            raise ConnectionClosed(Code.UNAVAILABLE, f"ttrpc: closed ({self.close_reason})")
         stream_id = self._next_stream
         self._next_stream += 2  # client streams are odd: 1, 3, 5...
         timeout = request_timeout
@@ -306,12 +314,12 @@ class Connection:
             async with asyncio.timeout(timeout):
                 body = await future
         except TimeoutError:
-            raise RpcError(
+            raise CallTimeout(
                 Code.DEADLINE_EXCEEDED,
                 f"{service}/{method}: no answer within {timeout:g}s (context deadline exceeded)",
             ) from None
         except OSError as exc:
-            raise RpcError(Code.UNAVAILABLE, f"ttrpc: closed ({exc})") from exc
+            raise ConnectionClosed(Code.UNAVAILABLE, f"ttrpc: closed ({exc})") from exc
         finally:
             self._pending.pop(stream_id, None)
         return response_payload(body)
@@ -353,7 +361,9 @@ class Connection:
         self.closed.set()
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(RpcError(Code.UNAVAILABLE, f"ttrpc: closed ({reason})"))
+                future.set_exception(
+                    ConnectionClosed(Code.UNAVAILABLE, f"ttrpc: closed ({reason})")
+                )
         self._pending.clear()
 
     def _dispatch(self, item: Frame | OversizedFrame) -> None:
