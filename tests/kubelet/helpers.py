@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
+from opentelemetry import trace
 
+from dranet.grpcserver import UnixServer
 from dranet_kubelet_plugin.draservice import ClaimRef, PrepareOutcome, dra_servicer_adder
 from dranet_kubelet_plugin.registration import (
     DEFAULT_SUPPORTED_VERSIONS,
     RegistrationServicer,
-    add_registration_servicer,
     dra_socket_path,
+    registration_servicer_adder,
     registration_socket_path,
 )
 
@@ -46,9 +49,11 @@ class FakePreparer:
         self.max_active = 0
         self.max_active_per_claim: dict[str, int] = {}
         self._running = 0
+        self.trace_ids: list[int] = []  # trace id current inside each call
 
     async def _enter(self, op: str, claims: Sequence[ClaimRef]) -> None:
         self.calls.append((op, tuple(c.uid for c in claims)))
+        self.trace_ids.append(trace.get_current_span().get_span_context().trace_id)
         self._running += 1
         self.max_active = max(self.max_active, self._running)
         for c in claims:
@@ -93,6 +98,7 @@ class PluginUnderTest:
         *,
         endpoint: str | None = None,
         supported_versions: Sequence[str] = DEFAULT_SUPPORTED_VERSIONS,
+        interceptors: Sequence[Any] = (),
     ) -> None:
         self.root = root
         self.preparer = preparer
@@ -103,15 +109,20 @@ class PluginUnderTest:
             endpoint if endpoint is not None else self.dra_path,
             supported_versions=supported_versions,
         )
-        self.servers: list[grpc.aio.Server] = []
+        self.interceptors = list(interceptors)
+        self.servers: list[UnixServer] = []
 
     async def start(self) -> None:
-        self.servers.append(await serve(self.dra_path, dra_servicer_adder(self.preparer)))
-        self.servers.append(
-            await serve(self.reg_path, lambda s: add_registration_servicer(s, self.registration))
-        )
+        # As in production: the DRA socket exists before the kubelet can learn about it.
+        for path, adder, interceptors in (
+            (self.dra_path, dra_servicer_adder(self.preparer), self.interceptors),
+            (self.reg_path, registration_servicer_adder(self.registration), []),
+        ):
+            server = UnixServer(path, adders=[adder], interceptors=interceptors)
+            await server.start()
+            self.servers.append(server)
 
     async def stop(self) -> None:
         for server in reversed(self.servers):
-            await server.stop(None)
+            await server.stop(0)
         self.servers.clear()

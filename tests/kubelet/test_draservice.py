@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dranet.errors import ConfigError, PeerError, Problem
+from dranet.telemetry import server_interceptors
 from dranet_kubelet_plugin.draservice import PreparedDeviceRef, PrepareOutcome
 from dranet_sandbox.standins.kubelet import Claim, KubeletStandin, PreparedDevice
 
-from .helpers import DRIVER, PluginUnderTest
+from .helpers import DRIVER, FakePreparer, PluginUnderTest
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 SERVICES = ["v1.DRAPlugin", "v1beta1.DRAPlugin"]
 CLAIMS = [Claim("team-a", f"claim-{i}", f"uid-{i}") for i in range(3)]
@@ -149,3 +156,30 @@ async def test_concurrent_calls_on_one_claim_run_one_at_a_time(
     assert all("uid-shared" in a for a in answers)
     assert plugin.preparer.max_active_per_claim["uid-shared"] == 1
     assert len(plugin.preparer.calls) == 5
+
+
+async def test_kubelet_trace_context_reaches_the_preparer(
+    kubelet_root: Path, preparer: FakePreparer
+) -> None:
+    # The kubelet sends W3C trace context as gRPC metadata; with the shared
+    # server interceptors the prepare logic runs inside a span of that trace.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    under_test = PluginUnderTest(kubelet_root, preparer, interceptors=server_interceptors(provider))
+    await under_test.start()
+    try:
+        async with KubeletStandin(kubelet_root) as kubelet:
+            async with asyncio.timeout(5):
+                await kubelet.wait_registered(DRIVER)
+            await kubelet.prepare(CLAIMS, traceparent=TRACEPARENT)
+            await kubelet.unprepare(CLAIMS)  # no traceparent: a trace of its own
+    finally:
+        await under_test.stop()
+        provider.shutdown()
+    sent = int(TRACEPARENT.split("-")[1], 16)
+    assert preparer.trace_ids[0] == sent
+    assert preparer.trace_ids[1] not in (0, sent)
+    (span,) = [s for s in exporter.get_finished_spans() if "NodePrepareResources" in s.name]
+    assert span.context is not None and span.context.trace_id == sent
+    assert span.parent is not None and span.parent.span_id == int(TRACEPARENT.split("-")[2], 16)

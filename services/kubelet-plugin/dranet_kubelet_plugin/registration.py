@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,10 @@ class RegistrationServicer(reg_grpc.RegistrationServicer):
 
 def add_registration_servicer(server: grpc.aio.Server, servicer: RegistrationServicer) -> None:
     reg_grpc.add_RegistrationServicer_to_server(servicer, server)
+
+
+def registration_servicer_adder(
+    servicer: RegistrationServicer,
+) -> Callable[[grpc.aio.Server], None]:
+    """A callback registering the servicer on a server (for `UnixServer(adders=...)`)."""
+    return partial(add_registration_servicer, servicer=servicer)
