@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -176,7 +176,8 @@ class Store:
             )
         conn.execute("PRAGMA synchronous = FULL")  # the write-ahead row must survive
         if version < SCHEMA_VERSION:
-            with self._transaction("migrate the schema") as tx:
+            fix = "the file holds tables this version does not expect: " + _CORRUPT_HINT
+            with self._transaction("migrate the schema", fix) as tx:
                 sql.apply_migrations(tx, sql.schema_version(tx))  # re-read under the write lock
         if self.role is Role.AGENT:
             self._forget_earlier_boots()
@@ -207,7 +208,8 @@ class Store:
 
     # --- plumbing -----------------------------------------------------------
 
-    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+    def _error(self, what: str, exc: sqlite3.Error, hint: str = "") -> StoreError:
+        """A StoreError naming the file and the operation; `hint` if no better one."""
         code = getattr(exc, "sqlite_errorcode", None)
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
             hint = _CORRUPT_HINT
@@ -216,7 +218,7 @@ class Store:
                 f"another process held the write lock longer than {self.busy_timeout_ms} ms; "
                 "look for a stuck dranet container or raise the busy timeout"
             )
-        else:
+        elif not hint:
             hint = "check that the file and its directory are readable and writable"
         return StoreError(f"claim-state store {self.path}: cannot {what}: {exc}", hint=hint)
 
@@ -235,7 +237,7 @@ class Store:
             )
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, what: str, hint: str = "") -> Iterator[sqlite3.Connection]:
         """One write transaction; everything in it lands, or nothing does."""
         with self._lock:
             conn = self._live()
@@ -247,9 +249,10 @@ class Store:
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):  # keep the first error, it says why
+                        conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise self._error(what, exc) from exc
+                    raise self._error(what, exc, hint) from exc
                 raise
 
     def _query(self, what: str, sql: str, params: Any = ()) -> list[sqlite3.Row]:
