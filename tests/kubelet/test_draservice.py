@@ -15,8 +15,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dranet.errors import ConfigError, PeerError, Problem
+from dranet.grpcserver import UnixServer
 from dranet.telemetry import server_interceptors
-from dranet_kubelet_plugin.draservice import PreparedDeviceRef, PrepareOutcome
+from dranet_kubelet_plugin.draservice import PreparedDeviceRef, PrepareOutcome, dra_servicer_adder
+from dranet_kubelet_plugin.registration import (
+    RegistrationServicer,
+    dra_socket_path,
+    registration_servicer_adder,
+    registration_socket_path,
+)
 from dranet_sandbox.standins.kubelet import Claim, KubeletStandin, PreparedDevice
 
 from .helpers import DRIVER, FakePreparer, PluginUnderTest
@@ -183,3 +190,35 @@ async def test_kubelet_trace_context_reaches_the_preparer(
     (span,) = [s for s in exporter.get_finished_spans() if "NodePrepareResources" in s.name]
     assert span.context is not None and span.context.trace_id == sent
     assert span.parent is not None and span.parent.span_id == int(TRACEPARENT.split("-")[2], 16)
+
+
+async def test_a_v1beta1_only_plugin_answers_v1beta1_and_refuses_v1(kubelet_root: Path) -> None:
+    servers = []
+    for path, adder in (
+        (dra_socket_path(kubelet_root, DRIVER), dra_servicer_adder(FakePreparer(), v1=False)),
+        (
+            registration_socket_path(kubelet_root, DRIVER),
+            registration_servicer_adder(
+                RegistrationServicer(
+                    DRIVER,
+                    dra_socket_path(kubelet_root, DRIVER),
+                    supported_versions=["v1beta1.DRAPlugin"],
+                )
+            ),
+        ),
+    ):
+        server = UnixServer(path, adders=[adder])
+        await server.start()
+        servers.append(server)
+    try:
+        async with KubeletStandin(kubelet_root, force_service="v1.DRAPlugin") as kubelet:
+            async with asyncio.timeout(5):
+                registered = await kubelet.wait_registered(DRIVER)
+            assert registered.service == "v1beta1.DRAPlugin"
+            with pytest.raises(PeerError, match="UNIMPLEMENTED"):
+                await kubelet.prepare(CLAIMS)  # forced to v1, which this plugin lacks
+            answer = await kubelet.prepare(CLAIMS, service="v1beta1.DRAPlugin")
+            assert sorted(answer) == ["uid-0", "uid-1", "uid-2"]
+    finally:
+        for server in servers:
+            await server.stop(0)

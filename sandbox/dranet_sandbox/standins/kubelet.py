@@ -197,12 +197,15 @@ class KubeletStandin:
         root_dir: Path,
         *,
         known_services: Sequence[str] = KNOWN_SERVICES,
+        force_service: str | None = None,
         poll_interval: float = 0.05,
         backoff: tuple[float, float] = (0.1, 2.0),
     ) -> None:
         self.root_dir = Path(root_dir)
         self.registry_dir = self.root_dir / "plugins_registry"
         self.known_services = tuple(known_services)
+        # Calls use this service instead of the one chosen at registration.
+        self.force_service = force_service
         self.poll_interval = poll_interval
         self.backoff = backoff
         self.attempts: list[RegistrationAttempt] = []
@@ -368,7 +371,7 @@ class KubeletStandin:
         return instances[-1]
 
     def _stub(self, plugin: RegisteredPlugin, service: str | None) -> tuple[Any, Any]:
-        chosen = service or plugin.service
+        chosen = service or self.force_service or plugin.service
         if chosen not in _SERVICE_MODULES:
             raise ValueError(f"unknown DRA service {chosen!r}; use one of {list(_SERVICE_MODULES)}")
         pb, grpc_mod = _SERVICE_MODULES[chosen]
