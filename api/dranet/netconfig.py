@@ -394,7 +394,9 @@ def parse_config(raw: bytes | str | Mapping[str, Any]) -> NetworkConfig:
         ethtool=r.obj("ethtool", top["ethtool"], EthtoolConfig) if "ethtool" in top else None,
         profile=profile or "",
     )
-    problems = r.problems + netvalidate.validate(cfg, r.bad)
+    # A path that failed its type check holds a placeholder: judge it no further.
+    checked = [p for p in netvalidate.validate(cfg, r.bad) if p.path not in r.bad]
+    problems = r.problems + checked
     if problems:
         raise ConfigError(problems)
     return cfg
