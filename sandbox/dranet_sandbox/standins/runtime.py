@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,13 @@ class RuntimeStandIn:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         self._server = await asyncio.start_unix_server(self._accept, path=str(self.socket_path))
+
+    async def adopt(self, sock: socket.socket) -> None:
+        """Serve a pre-launched plugin on our end of its socketpair."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        task = asyncio.create_task(self._setup(Mux(reader, writer, framing=self.framing)))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     async def stop(self) -> None:
         """Stop listening and close every plugin connection (plugins see EOF)."""
