@@ -338,15 +338,8 @@ def _load(raw: bytes | str) -> object:
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ConfigError(
-                [
-                    Problem(
-                        "",
-                        f"not valid UTF-8 at byte {err.start}; "
-                        "the configuration must be UTF-8 JSON",
-                    )
-                ]
-            ) from None
+            bad = f"not valid UTF-8 at byte {err.start}; the configuration must be UTF-8 JSON"
+            raise ConfigError([Problem("", bad)]) from None
     try:
         return json.loads(
             raw,
