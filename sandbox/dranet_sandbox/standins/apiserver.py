@@ -499,7 +499,9 @@ class FakeApiServer:
 
     def start(self) -> FakeApiServer:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fake-apiserver", daemon=True
+            target=lambda: self._httpd.serve_forever(poll_interval=0.05),
+            name="fake-apiserver",
+            daemon=True,
         )
         self._thread.start()
         return self
