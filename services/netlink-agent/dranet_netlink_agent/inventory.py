@@ -114,7 +114,7 @@ def build_device(link: LinkRecord, addresses: Discovery, sysfs: Sysfs) -> NetDev
         pci, virtual, rdma = info.pci, info.virtual, info.rdma_device
     else:
         # class/net belongs to another namespace: trust the netlink parent device.
-        pci = sysfs.pci(link.parent_dev) if link.parent_bus == "pci" else None
+        pci = sysfs.parent(link.parent_bus, link.parent_dev)
         virtual, rdma = not link.parent_dev, pci.rdma_device if pci else ""
     dev = NetDevice(
         name=device_name(link.ifname), ifname=link.ifname, ifindex=link.ifindex,

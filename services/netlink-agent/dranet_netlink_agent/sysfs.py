@@ -168,6 +168,19 @@ class Sysfs:
             pci=pci, virtual=virtual, rdma_device=rdma or (pci.rdma_device if pci else "")
         )
 
+    def parent(self, bus: str, name: str) -> PciInfo | None:
+        """The PCI function behind a netlink parent device (`bus/<bus>/devices/<name>`).
+
+        For a virtio NIC the parent is `virtio2` on bus `virtio`, itself on PCI.
+        """
+        if not bus or not name or "/" in bus + name or name.startswith("."):
+            return None
+        dev = self.root / "bus" / bus / "devices" / name
+        if not dev.exists():
+            return None
+        bdf = pci_address_in(os.path.realpath(dev))
+        return self.pci(bdf) if bdf else None
+
     def pci(self, address: str) -> PciInfo | None:
         """sysfs facts of one PCI function (bus/pci/devices/<address>), None if absent."""
         dev = self.root / "bus" / "pci" / "devices" / address
