@@ -1,0 +1,260 @@
+"""AttachPod: move every device prepared for a pod into its namespace, atomically.
+
+Per device: record the host state in a write-ahead row (phase PENDING)
+before touching anything; take the link down and, in ONE netlink request,
+rename it, set MTU/MAC/GSO/GRO and move it into the pod (phase MOVED);
+configure it there (configure.py); mark the row ATTACHED with the result.
+Any failure gives back everything this call did (detach.give_back) and
+raises the step's error. A second call for an attached pod changes nothing
+and returns the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dranet.errors import InvalidArgumentError, NetworkStepError, RefusedError
+from dranet.netconfig import NetworkConfig, parse_config
+from dranet.store import AttachmentPhase, AttachmentRecord, ClaimRecord, PreparedDevice
+from dranet_netlink_agent.configure import PodChanges, configure_pod, reason, undo_pod_changes
+from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
+from dranet_netlink_agent.detach import give_back
+from dranet_netlink_agent.hoststate import capture
+from dranet_netlink_agent.linkops import get_link, rtnl, set_link, set_state
+from dranet_netlink_agent.netns import open_netns, same_netns
+from dranet_netlink_agent.netnspaths import check_netns_path
+
+__all__ = ["AgentContext", "PodRef", "Resolver", "attach_pod"]
+
+READY_CONDITIONS = (
+    {"type": "Ready", "status": "True", "reason": "NetworkDeviceReady", "message": ""},
+    {"type": "NetworkReady", "status": "True", "reason": "NetworkReady", "message": ""},
+)
+
+
+@dataclass(frozen=True)
+class PodRef:
+    uid: str
+    namespace: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    claim: ClaimRecord
+    prepared: PreparedDevice
+    device: NetDeviceLike
+    config: NetworkConfig
+
+    @property
+    def pod_ifname(self) -> str:
+        return self.config.interface.name or self.device.ifname
+
+
+async def _resolve(ctx: AgentContext, claim: ClaimRecord, prepared: PreparedDevice) -> _Plan:
+    where = f"device {prepared.device} of claim {claim.namespace}/{claim.name}"
+    found = ctx.resolver.find(prepared.device)
+    if found is None:
+        await ctx.resolver.rescan()
+        found = ctx.resolver.find(prepared.device)
+    if found is None:
+        raise RefusedError(
+            f"{where} is not a device of this node",
+            hint="the claim was prepared for a device the agent cannot see; check ListDevices",
+        )
+    if ctx.resolver.is_uplink(found.ifname):
+        raise RefusedError(
+            f"{where} is the node uplink {found.ifname}; moving it would cut the node off",
+            hint="uplinks are never offered; the allocation is wrong",
+        )
+    return _Plan(claim, prepared, found, parse_config(prepared.config))
+
+
+def _check_netns(ctx: AgentContext, path: str) -> str:
+    resolved = check_netns_path(path, ctx.netns_roots)
+    os.close(open_netns(resolved))  # raises when it is not a network namespace
+    return resolved
+
+
+async def _refuse_foreign(
+    ctx: AgentContext, pod: PodRef, wanted: Sequence[tuple[ClaimRecord, PreparedDevice]]
+) -> None:
+    rows = await ctx.rows()
+    for _, prepared in wanted:
+        for row in rows:
+            if row.device == prepared.device and row.pod_uid != pod.uid:
+                raise RefusedError(
+                    f"device {row.device} is attached to pod {row.pod_namespace}/{row.pod_name} "
+                    f"({row.pod_uid}), not to {pod.namespace}/{pod.name} ({pod.uid})",
+                    hint="a device serves one pod at a time; detach the other pod first",
+                )
+
+
+async def _check_pod_names(path: str, plans: Sequence[_Plan]) -> None:
+    names = [p.pod_ifname for p in plans]
+    if len(set(names)) != len(names):
+        raise RefusedError(f"two devices would get the same name in the pod: {sorted(names)}")
+    async with rtnl(path) as pod:
+        for name in names:
+            if await get_link(pod, ifname=name) is not None:
+                raise RefusedError(
+                    f"the pod already has an interface named {name}",
+                    hint="set interface.name in the claim configuration to another name",
+                )
+
+
+async def attach_device(ctx: AgentContext, pod: PodRef, path: str, plan: _Plan) -> AttachmentRecord:
+    """The per-device transaction; on failure the device is back on the node."""
+    dev, cfg, name = plan.device, plan.config, plan.prepared.device
+    async with rtnl(ctx.node_netns) as node:
+        link = await get_link(node, ifname=dev.ifname)
+        if link is None:
+            raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
+        try:
+            original = await capture(
+                node,
+                link["ifindex"],
+                permanent_mac=dev.permanent_mac,
+                pci_address=dev.pci_address,
+            )
+        except Exception as exc:
+            raise NetworkStepError("record host state", name, reason(exc)) from exc
+        rec = AttachmentRecord(
+            claim_uid=plan.claim.uid,
+            device=name,
+            pod_uid=pod.uid,
+            pod_namespace=pod.namespace,
+            pod_name=pod.name,
+            netns_path=path,
+            phase=AttachmentPhase.PENDING,
+            host_ifname=dev.ifname,
+            pod_ifname=plan.pod_ifname,
+            original=original,
+            result={"request": plan.prepared.request, "pool": plan.prepared.pool},
+        )
+        await ctx.put(rec)  # write-ahead: nothing has changed yet
+        ctx.checkpoint("pending")
+        try:
+            iface = cfg.interface
+            try:
+                if link["up"]:
+                    await set_state(node, link["ifindex"], False)  # a rename needs it down
+                fd = open_netns(path)
+                try:
+                    await set_link(
+                        node,
+                        link["ifindex"],
+                        ifname=plan.pod_ifname,
+                        mtu=iface.mtu,
+                        mac=iface.hardware_addr,
+                        gso_max_size=iface.gso_max_size,
+                        gro_max_size=iface.gro_max_size,
+                        gso_ipv4_max_size=iface.gso_ipv4_max_size,
+                        gro_ipv4_max_size=iface.gro_ipv4_max_size,
+                        netns_fd=fd,
+                    )
+                finally:
+                    os.close(fd)
+            except Exception as exc:
+                raise NetworkStepError("move into pod", name, reason(exc)) from exc
+            rec = dataclasses.replace(rec, phase=AttachmentPhase.MOVED)
+            await ctx.put(rec)
+            ctx.checkpoint("moved")
+            rec = await _configure(ctx, path, rec, cfg)
+        except BaseException as exc:
+            await _rollback(ctx, rec, exc)
+            raise
+    return rec
+
+
+async def _configure(
+    ctx: AgentContext, path: str, rec: AttachmentRecord, cfg: NetworkConfig
+) -> AttachmentRecord:
+    async with rtnl(path) as pod:
+        link = await get_link(pod, ifname=rec.pod_ifname)
+        if link is None:
+            raise NetworkStepError("find link in pod", rec.device, f"no {rec.pod_ifname} in pod")
+        changes = PodChanges()
+        try:
+            result = await configure_pod(
+                pod,
+                path,
+                link["ifindex"],
+                cfg=cfg,
+                original=rec.original,
+                device=rec.device,
+                changes=changes,
+            )
+        except BaseException:
+            await undo_pod_changes(pod, changes)
+            raise
+    result.update(rec.result)
+    result["conditions"] = [dict(c) for c in READY_CONDITIONS]
+    result["pod_changes"] = changes.to_json()
+    done = dataclasses.replace(rec, phase=AttachmentPhase.ATTACHED, result=result)
+    await ctx.put(done)
+    return done
+
+
+async def _rollback(ctx: AgentContext, rec: AttachmentRecord, cause: BaseException) -> None:
+    try:
+        await give_back(ctx, rec)
+    except Exception as exc:  # keep the row: start-up recovery retries it
+        log.error("rollback of %s failed (%s) after: %s", rec.device, reason(exc), cause)
+        return
+    await ctx.delete(rec)
+
+
+async def attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[AttachmentRecord]:
+    """Attaches every device prepared for `pod`; all or nothing."""
+    if not pod.uid:
+        raise InvalidArgumentError("pod uid is empty", hint="pass the pod's metadata.uid")
+    async with ctx.lock:
+        claims = await asyncio.to_thread(ctx.store.claims_for_pod, pod.uid)
+        if not claims:
+            return []  # nothing prepared for this pod (most pods)
+        path = _check_netns(ctx, netns_path)
+        wanted = [(c, d) for c in claims for d in c.devices]
+        await _refuse_foreign(ctx, pod, wanted)
+        ready: dict[tuple[str, str], AttachmentRecord] = {}
+        for row in await ctx.rows(pod_uid=pod.uid):
+            current = row.netns_path == path or same_netns(row.netns_path, path)
+            if row.phase == AttachmentPhase.ATTACHED and current:
+                ready[(row.claim_uid, row.device)] = row
+            else:  # half-done or an older sandbox: give it back first
+                await _rollback(ctx, row, RuntimeError("stale attachment"))
+        plans = [await _resolve(ctx, c, d) for c, d in wanted if (c.uid, d.device) not in ready]
+        await _check_pod_names(path, plans)
+        done_now: list[AttachmentRecord] = []
+        try:
+            for plan in plans:
+                done_now.append(await attach_device(ctx, pod, path, plan))
+        except BaseException as exc:
+            for rec in reversed(done_now):
+                await _rollback(ctx, rec, exc)
+            raise
+        for rec in done_now:
+            ctx.listener("attached", rec)
+        by_key = {**ready, **{(r.claim_uid, r.device): r for r in done_now}}
+        return [by_key[(c.uid, d.device)] for c, d in wanted]
+
+
+def result_fields(rec: AttachmentRecord) -> dict[str, Any]:
+    """The InterfaceResult fields of an attached row."""
+    res = rec.result
+    return {
+        "claim_uid": rec.claim_uid,
+        "request": res.get("request", ""),
+        "pool": res.get("pool", ""),
+        "device": rec.device,
+        "interface_name": res.get("name", rec.pod_ifname),
+        "mac": res.get("mac", ""),
+        "ips": list(res.get("ips", [])),
+        "mtu": int(res.get("mtu") or 0),
+        "conditions": list(res.get("conditions", [])),
+    }

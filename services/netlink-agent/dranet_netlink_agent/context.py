@@ -1,0 +1,84 @@
+"""What attach, detach and recovery share: the store, the device resolver, the node.
+
+`Resolver` is the slice of the inventory they need, so tests can pass a
+small stub. `node_netns` is the namespace whose interfaces are the node's
+NICs: None (the agent's own, as deployed with hostNetwork) or a path (tests
+run the agent in-process against a throwaway "node" namespace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dranet.store import AttachmentRecord, Store
+from dranet_netlink_agent.linkops import own_netns_fd
+from dranet_netlink_agent.netns import open_netns
+from dranet_netlink_agent.netnspaths import DEFAULT_ROOTS
+
+log = logging.getLogger("dranet.agent")
+
+
+class NetDeviceLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def ifname(self) -> str: ...
+    @property
+    def ifindex(self) -> int: ...
+    @property
+    def permanent_mac(self) -> str: ...
+    @property
+    def pci_address(self) -> str: ...
+
+
+class Resolver(Protocol):
+    """Finds node devices by DRA name or identity; the inventory implements it."""
+
+    def find(self, name: str) -> NetDeviceLike | None: ...
+    def find_by(
+        self, *, permanent_mac: str = "", pci_address: str = "", ifname: str = ""
+    ) -> NetDeviceLike | None: ...
+    def is_uplink(self, ifname: str) -> bool: ...
+    async def rescan(self) -> None: ...
+
+
+def _no_checkpoint(point: str) -> None:
+    return None
+
+
+def _no_listener(kind: str, rec: AttachmentRecord) -> None:
+    return None
+
+
+@dataclass
+class AgentContext:
+    store: Store
+    resolver: Resolver
+    node_netns: str | None = None
+    netns_roots: tuple[str, ...] = DEFAULT_ROOTS
+    # Test hook: called with "pending"/"moved" at the crash points (see settings).
+    checkpoint: Callable[[str], None] = _no_checkpoint
+    # Called with ("attached"|"detached", record) after each change.
+    listener: Callable[[str, AttachmentRecord], None] = _no_listener
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def node_fd(self) -> int:
+        """A fresh fd of the node namespace (the caller closes it)."""
+        return own_netns_fd() if self.node_netns is None else open_netns(self.node_netns)
+
+    async def put(self, rec: AttachmentRecord) -> None:
+        await asyncio.to_thread(self.store.put_attachment, rec)
+
+    async def delete(self, rec: AttachmentRecord) -> None:
+        await asyncio.to_thread(self.store.delete_attachment, rec.claim_uid, rec.device)
+
+    async def rows(
+        self, *, pod_uid: str | None = None, claim_uid: str | None = None
+    ) -> list[AttachmentRecord]:
+        return await asyncio.to_thread(
+            self.store.list_attachments, pod_uid=pod_uid, claim_uid=claim_uid
+        )

@@ -1,0 +1,164 @@
+"""Giving a device back to the node: move it out of the pod, restore its state.
+
+`give_back` is the one path for detach, release, attach rollback and
+start-up recovery. It finds the link where it is now — inside the pod
+namespace (by its pod-side name), or already on the node (the netns was
+destroyed and the kernel returned a physical device, maybe under a clashing
+name; or the move never happened) by permanent MAC, PCI address, or recorded
+ifindex and name — and restores the recorded host state. A link found
+nowhere was a virtual device destroyed with the namespace: LOST, not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+
+from dranet.errors import DranetError, NetworkStepError
+from dranet.store import AttachmentRecord
+from dranet_netlink_agent.configure import PodChanges, reason, undo_pod_changes
+from dranet_netlink_agent.context import AgentContext, log
+from dranet_netlink_agent.hoststate import link_values, restore_on_node
+from dranet_netlink_agent.linkops import get_link, links, rtnl, set_link, set_state
+from dranet_netlink_agent.netns import open_netns
+
+
+class Outcome(StrEnum):
+    RESTORED = "restored"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Detached:
+    claim_uid: str
+    device: str
+    outcome: Outcome
+    message: str
+
+
+def _netns_alive(path: str) -> bool:
+    if not path:
+        return False
+    try:
+        os.close(open_netns(path))
+    except DranetError:
+        return False
+    return True
+
+
+async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> bool:
+    """Moves the link from the pod to the node with its recorded L2 state; False if absent."""
+    if not _netns_alive(rec.netns_path):
+        return False
+    async with rtnl(rec.netns_path) as pod:
+        changes = PodChanges.from_json(rec.result.get("pod_changes"))
+        link = await get_link(pod, ifname=rec.pod_ifname)
+        perm = rec.original.get("permanent_mac")
+        if link is not None and perm and link["permanent_mac"] not in ("", perm):
+            link = None  # same name, another device: not ours
+        if link is None:
+            with contextlib.suppress(Exception):
+                await undo_pod_changes(pod, changes)
+            return False
+        try:
+            await set_state(pod, link["ifindex"], False)
+            fd = ctx.node_fd()
+            try:
+                await set_link(pod, link["ifindex"], **link_values(rec.original), netns_fd=fd)
+            finally:
+                os.close(fd)
+        except Exception as exc:
+            raise NetworkStepError("move back to node", rec.device, reason(exc)) from exc
+        with contextlib.suppress(Exception):
+            await undo_pod_changes(pod, changes)
+    return True
+
+
+async def _find_on_node(
+    ctx: AgentContext, node: AsyncIPRoute, rec: AttachmentRecord, moved: bool
+) -> int | None:
+    """The node ifindex of the recorded device, or None."""
+    orig: dict[str, Any] = rec.original
+    present = await links(node)
+    if moved:
+        for link in present:
+            if link["ifname"] == orig["ifname"]:
+                return int(link["ifindex"])
+    perm = orig.get("permanent_mac") or ""
+    if perm:
+        for link in present:
+            if link["permanent_mac"] == perm:
+                return int(link["ifindex"])
+    if orig.get("pci_address"):
+        await ctx.resolver.rescan()
+        dev = ctx.resolver.find_by(pci_address=orig["pci_address"])
+        if dev is not None:
+            for link in present:
+                if link["ifname"] == dev.ifname:
+                    return int(link["ifindex"])
+    names = {orig.get("ifname"), rec.pod_ifname}
+    for link in present:
+        same = link["ifindex"] == orig.get("ifindex") and link["ifname"] in names
+        if same and link.get("kind") == orig.get("kind"):
+            return int(link["ifindex"])
+    return None
+
+
+async def give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
+    """Returns the device of `rec` to the node as recorded. Idempotent."""
+    moved = await _move_out_of_pod(ctx, rec)
+    async with rtnl(ctx.node_netns) as node:
+        index = await _find_on_node(ctx, node, rec, moved)
+        if index is None:
+            log.info(
+                "device %s of claim %s was destroyed with the pod namespace",
+                rec.device,
+                rec.claim_uid,
+            )
+            return Detached(
+                rec.claim_uid,
+                rec.device,
+                Outcome.LOST,
+                f"{rec.host_ifname} was destroyed with the pod network namespace "
+                "(a virtual device does not return to the node)",
+            )
+        try:
+            await restore_on_node(node, index, rec.original)
+        except Exception as exc:
+            raise NetworkStepError("restore on node", rec.device, reason(exc)) from exc
+    return Detached(
+        rec.claim_uid, rec.device, Outcome.RESTORED, f"{rec.host_ifname} restored on the node"
+    )
+
+
+async def detach_records(ctx: AgentContext, rows: list[AttachmentRecord]) -> list[Detached]:
+    """Gives back every row's device and deletes the row; keeps a row whose move failed."""
+    out: list[Detached] = []
+    errors: list[DranetError] = []
+    for rec in rows:
+        try:
+            done = await give_back(ctx, rec)
+        except DranetError as exc:
+            errors.append(exc)
+            continue
+        await ctx.delete(rec)
+        ctx.listener("detached", rec)
+        out.append(done)
+    if errors:
+        raise errors[0]
+    return out
+
+
+async def detach_pod(ctx: AgentContext, pod_uid: str) -> list[Detached]:
+    async with ctx.lock:
+        return await detach_records(ctx, await ctx.rows(pod_uid=pod_uid))
+
+
+async def release_claim(ctx: AgentContext, claim_uid: str) -> list[Detached]:
+    async with ctx.lock:
+        return await detach_records(ctx, await ctx.rows(claim_uid=claim_uid))
