@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from dranet_nri_hook.mux import encode_mux_frame
 from dranet_sandbox.standins.runtime import PluginRejectedError, RuntimeStandIn, make_pod
 
 from .fake_agent import FakeAgent
@@ -125,6 +126,22 @@ async def test_agent_message_reaches_the_runtime(sockdir: Path, agent: FakeAgent
         with pytest.raises(PluginRejectedError) as caught:
             await rt.run_pod_sandbox(make_pod("bad", netns=NETNS))
         assert caught.value.plugin_message == "claim c1: device eth3 is gone"
+
+
+async def test_reassembles_runtime_frames_cut_anywhere(sockdir: Path, agent: FakeAgent) -> None:
+    def tiny_frames(conn_id: int, message: bytes) -> list[bytes]:
+        return [encode_mux_frame(conn_id, message[i : i + 3]) for i in range(0, len(message), 3)]
+
+    agent.claims["big"] = "net1"
+    big = make_pod("big", netns=NETNS)
+    big.annotations["blob"] = "x" * 20_000  # a Synchronize far beyond 4096 bytes
+    async with runtime(sockdir, style="old", framing=tiny_frames) as rt:
+        rt.pods[big.id] = big
+        async with hook_process(sockdir):
+            await rt.wait_for_plugin(timeout=20)
+            assert [(c.uid, c.netns) for c in agent.methods("AttachPod")] == [("big", NETNS)]
+            outcomes = await rt.run_pod_sandbox(make_pod("big", netns=NETNS))
+            assert [o.result for o in outcomes] == ["ok"]
 
 
 def test_bad_flags_exit_with_a_one_line_error(sockdir: Path) -> None:

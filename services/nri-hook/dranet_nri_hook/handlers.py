@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from dranet.agent.v1 import agent_pb2
 from dranet.errors import PeerError, RefusedError
+from dranet.metrics import Metrics
 from dranet.nri import api_pb2
 
 log = logging.getLogger(__name__)
@@ -75,10 +78,11 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
 class PodHandlers:
     """Implements plugin.PodEvents against the agent's gRPC API."""
 
-    def __init__(self, agent: Any, *, timeout: float = 1.5) -> None:
+    def __init__(self, agent: Any, *, timeout: float = 1.5, metrics: Metrics | None = None) -> None:
         # `agent` is an agent_pb2_grpc.NetlinkAgentStub (or a test double).
         self._agent = agent
         self._timeout = timeout
+        self._metrics = metrics if metrics is not None else Metrics(CollectorRegistry())  # unserved
         self._netns: dict[str, str] = {}
 
     def remembered_netns(self, uid: str) -> str:
@@ -87,7 +91,10 @@ class PodHandlers:
     async def run_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         netns = pod_netns(pod)
         attrs = {"k8s.pod.uid": pod.uid, "k8s.pod.name": pod_label(pod), "netns": netns}
-        with tracer.start_as_current_span("nri.RunPodSandbox", attributes=attrs):
+        with (
+            tracer.start_as_current_span("nri.RunPodSandbox", attributes=attrs),
+            self._metrics.time_event("nri.RunPodSandbox"),
+        ):
             if netns:
                 self._netns[pod.uid] = netns
             request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
@@ -107,18 +114,23 @@ class PodHandlers:
         with tracer.start_as_current_span(
             "nri.StopPodSandbox", attributes={"k8s.pod.uid": pod.uid}
         ):
-            await self._detach(pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid))
+            await self._detach(
+                pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "StopPodSandbox"
+            )
 
     async def remove_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         # Idempotent fallback for a missed or failed Stop; the netns may be gone.
         with tracer.start_as_current_span(
             "nri.RemovePodSandbox", attributes={"k8s.pod.uid": pod.uid}
         ):
-            await self._detach(pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid))
+            await self._detach(
+                pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "RemovePodSandbox"
+            )
             self._netns.pop(pod.uid, None)
 
-    async def _detach(self, ref: agent_pb2.PodRef, netns: str) -> None:
+    async def _detach(self, ref: agent_pb2.PodRef, netns: str, event: str) -> None:
         """Never raises: teardown must not be blocked by us."""
+        start = time.monotonic()
         try:
             reply = await self._agent.DetachPod(
                 agent_pb2.DetachPodRequest(pod=ref, netns_path=netns), timeout=self._timeout
@@ -126,7 +138,9 @@ class PodHandlers:
         except grpc.aio.AioRpcError as err:
             failure = agent_failure("DetachPod", pod_label(ref), err, self._timeout)
             log.warning("%s (the pod's teardown continues)", failure)
+            self._metrics.observe_event(f"nri.{event}", "error", time.monotonic() - start)
             return
+        self._metrics.observe_event(f"nri.{event}", "ok", time.monotonic() - start)
         for dev in reply.devices:
             log.info(
                 "pod %s: device %s %s", pod_label(ref), dev.device,
@@ -142,7 +156,10 @@ class PodHandlers:
         claims; only attachments of pods that are gone are detached, so a
         prepared claim whose pod has no sandbox yet is left alone.
         """
-        with tracer.start_as_current_span("nri.Synchronize", attributes={"pods": len(pods)}):
+        with (
+            tracer.start_as_current_span("nri.Synchronize", attributes={"pods": len(pods)}),
+            self._metrics.time_event("nri.Synchronize"),
+        ):
             for pod in pods:
                 if pod_netns(pod):
                     self._netns[pod.uid] = pod_netns(pod)
@@ -163,7 +180,7 @@ class PodHandlers:
             log.warning("synchronize: cannot list attachments: %s", err.details())
             stale = []
         jobs = [self._attach_quietly(pod) for pod in pods if pod_netns(pod)]
-        jobs += [self._detach(att.pod, att.netns_path) for att in stale]
+        jobs += [self._detach(att.pod, att.netns_path, "Synchronize") for att in stale]
         await asyncio.gather(*jobs)
 
     async def _attach_quietly(self, pod: api_pb2.PodSandbox) -> None:

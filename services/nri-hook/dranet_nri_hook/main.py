@@ -14,6 +14,7 @@ from dranet.errors import DranetError
 from dranet.grpcserver import unix_channel
 from dranet.lifecycle import run
 from dranet.logs import setup_logging
+from dranet.metrics import Metrics, start_metrics_server
 from dranet.telemetry import client_interceptors, setup_telemetry
 from dranet_nri_hook.handlers import PodHandlers
 from dranet_nri_hook.plugin import NriPlugin
@@ -25,10 +26,14 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: HookSettings, stop: asyncio.Event) -> None:
     telemetry = setup_telemetry("dranet-nri-hook")
+    metrics = Metrics()
+    exposition = start_metrics_server(settings.metrics_port, metrics.registry)
     channel = unix_channel(settings.agent_socket, interceptors=client_interceptors())
     try:
         handlers = PodHandlers(
-            agent_pb2_grpc.NetlinkAgentStub(channel), timeout=settings.agent_timeout
+            agent_pb2_grpc.NetlinkAgentStub(channel),
+            timeout=settings.agent_timeout,
+            metrics=metrics,
         )
         plugin = NriPlugin(plugin_options(settings), handlers)
         log.info("agent at %s, NRI plugin %s-%s", settings.agent_socket,
@@ -36,6 +41,8 @@ async def serve(settings: HookSettings, stop: asyncio.Event) -> None:
         await plugin.run(stop)
     finally:
         await channel.close(None)
+        if exposition is not None:
+            exposition.close()
         telemetry.shutdown()
 
 

@@ -29,6 +29,9 @@ class HookSettings:
     )
     registration_timeout: float = setting(5.0, "Seconds to wait for RegisterPlugin's reply.")
     max_backoff: float = setting(10.0, "Longest pause in seconds between reconnect attempts.")
+    metrics_port: int = setting(
+        0, "Port of the Prometheus /metrics endpoint (hostNetwork: e.g. 9178); 0 disables."
+    )
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("text", "text or json.")
 

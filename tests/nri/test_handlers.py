@@ -1,0 +1,104 @@
+"""PodHandlers against the fake agent over real gRPC, plus its pure helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
+from dranet.errors import PeerError
+from dranet.grpcserver import unix_channel
+from dranet.metrics import Metrics
+from dranet_nri_hook.handlers import PodHandlers, pod_netns, stale_attachments
+from dranet_sandbox.standins.runtime import make_pod
+
+from .fake_agent import FakeAgent
+
+NETNS = "/var/run/netns/cni-3333"
+
+
+@pytest.fixture
+async def channel(sockdir: Path) -> AsyncIterator[grpc.aio.Channel]:
+    chan = unix_channel(sockdir / "agent.sock")
+    yield chan
+    await chan.close(None)
+
+
+def handlers_for(channel: grpc.aio.Channel, timeout: float = 0.5) -> tuple[PodHandlers, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    stub = agent_pb2_grpc.NetlinkAgentStub(channel)
+    return PodHandlers(stub, timeout=timeout, metrics=metrics), metrics
+
+
+def count(metrics: Metrics, event: str, result: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "dranet_events_total", {"event": event, "result": result}
+    )
+    return value or 0.0
+
+
+def test_pod_netns_picks_the_network_entry() -> None:
+    pod = make_pod("u", namespaces=[("pid", "/proc/1/ns/pid"), ("ipc", "/x")], netns=NETNS)
+    assert pod_netns(pod) == NETNS
+    assert pod_netns(make_pod("u", namespaces=[("pid", "/proc/1/ns/pid")])) == ""
+
+
+def test_stale_attachments_one_per_missing_pod() -> None:
+    def att(uid: str, dev: str) -> agent_pb2.Attachment:
+        return agent_pb2.Attachment(
+            pod=agent_pb2.PodRef(uid=uid), interface=agent_pb2.InterfaceResult(device=dev)
+        )
+
+    stale = stale_attachments([att("a", "d1"), att("gone", "d2"), att("gone", "d3")], {"a"})
+    assert [(s.pod.uid, s.interface.device) for s in stale] == [("gone", "d2")]
+
+
+async def test_stop_never_raises_even_without_an_agent(sockdir: Path) -> None:
+    chan = unix_channel(sockdir / "nobody.sock")
+    handlers, metrics = handlers_for(chan, timeout=0.3)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await handlers.stop_pod_sandbox(make_pod("u", netns=NETNS))
+    await handlers.remove_pod_sandbox(make_pod("u"))
+    assert loop.time() - start < 1.0
+    assert count(metrics, "nri.StopPodSandbox", "error") == 1
+    assert count(metrics, "nri.RemovePodSandbox", "error") == 1
+    with pytest.raises(PeerError, match="agent unreachable") as caught:
+        await handlers.run_pod_sandbox(make_pod("u", name="web", netns=NETNS))
+    assert "check that the netlink-agent container is running" in str(caught.value)
+    assert count(metrics, "nri.RunPodSandbox", "error") == 1
+    await chan.close(None)
+
+
+async def test_run_records_netns_and_remove_forgets_it(
+    agent: FakeAgent, channel: grpc.aio.Channel
+) -> None:
+    agent.claims["u"] = "net1"
+    handlers, metrics = handlers_for(channel)
+    await handlers.run_pod_sandbox(make_pod("u", netns=NETNS))
+    assert handlers.remembered_netns("u") == NETNS
+    assert count(metrics, "nri.RunPodSandbox", "ok") == 1
+    await handlers.stop_pod_sandbox(make_pod("u"))
+    await handlers.remove_pod_sandbox(make_pod("u"))
+    assert handlers.remembered_netns("u") == ""
+    assert [c.netns for c in agent.methods("DetachPod")] == [NETNS, NETNS]
+    assert count(metrics, "nri.StopPodSandbox", "ok") == 1
+
+
+async def test_synchronize_with_a_slow_agent_ends_within_budget(
+    agent: FakeAgent, channel: grpc.aio.Channel
+) -> None:
+    agent.delay = 2.0
+    handlers, _ = handlers_for(channel, timeout=0.3)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await handlers.synchronize([make_pod(f"p{i}", netns=f"/n/{i}") for i in range(20)], [])
+    assert loop.time() - start < 0.8
+    # The pods were attempted at once: one after another, only one fits in 0.3 s.
+    assert len(agent.methods("AttachPod")) >= 10
+    assert handlers.remembered_netns("p7") == "/n/7"
