@@ -29,7 +29,7 @@ BOOT = "boot-test"
 # Volatile fields of `ip -j -d` output that say nothing about configuration.
 VOLATILE = {"ifindex", "operstate", "stats", "stats64", "link_index", "link", "link_netnsid",
             "carrier_changes", "carrier_up_count", "carrier_down_count", "qdisc",
-            "valid_life_time", "preferred_life_time", "flags_tentative", "linkmode"}  # fmt: skip
+            "valid_life_time", "preferred_life_time", "tentative", "linkmode"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,20 @@ def raw_link_attrs(netns_path: str, ifname: str) -> dict[int, bytes]:
     return attrs
 
 
+def rules(netns: str) -> list[dict[str, Any]]:
+    return ip_json("rule", "show", netns=netns) + ip_json("-6", "rule", "show", netns=netns)
+
+
+def vrf_supported(lab: NetLab) -> bool:
+    """Whether this kernel can make a VRF device (tried in the throwaway fabric netns)."""
+    made = ip(
+        "link", "add", "vrfprobe", "type", "vrf", "table", "4242", netns=lab.fabric, check=False
+    )
+    if made.returncode == 0:
+        ip("link", "del", "vrfprobe", netns=lab.fabric)
+    return made.returncode == 0
+
+
 class Kit:
     """The helpers above, handed to tests as the `kit` fixture (tests/agent has no package)."""
 
@@ -212,6 +226,9 @@ class Kit:
     pod_links = staticmethod(pod_links)
     sysctl = staticmethod(sysctl)
     raw_link_attrs = staticmethod(raw_link_attrs)
+    rules = staticmethod(rules)
+    vrf_supported = staticmethod(vrf_supported)
+    ip_json = staticmethod(ip_json)
 
 
 @pytest.fixture

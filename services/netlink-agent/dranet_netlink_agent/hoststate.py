@@ -224,9 +224,11 @@ async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) 
         if addr.get("flags"):
             kwargs["IFA_FLAGS"] = addr["flags"]
         await tolerate(ipr.addr("add", **kwargs), errno.EEXIST)
-    await set_state(ipr, index, True)
-    for route in link_scope_first(state.get("routes", [])):
-        await tolerate(ipr.route("add", **route_kwargs(route, index)), errno.EEXIST)
+    up = bool(state.get("up", True))
+    if up:  # a down link holds no routes; bringing it up and down would drop IPv6 addresses
+        await set_state(ipr, index, True)
+        for route in link_scope_first(state.get("routes", [])):
+            await tolerate(ipr.route("add", **route_kwargs(route, index)), errno.EEXIST)
     for neigh in state.get("neighbors", []):
         await ipr.neigh(
             "replace",
@@ -236,8 +238,6 @@ async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) 
             state=NUD_PERMANENT,
             family=AF_INET if neigh["family"] == 4 else AF_INET6,
         )
-    if not state.get("up", True):
-        await set_state(ipr, index, False)
 
 
 def _key(entry: dict[str, Any]) -> str:

@@ -60,7 +60,15 @@ def plan_routes(
             }
         )
     taken = {(r["family"], r["dst"], r["dst_len"], r["table"]) for r in planned}
+    reachable = [ipaddress.ip_interface(ip).network for ip in pod_ips] + [
+        _net(f"{r['dst'] or ('0.0.0.0' if r['family'] == 4 else '::')}/{r['dst_len']}")
+        for r in planned
+        if not r["gateway"]
+    ]
     for host in host_routes:
+        gateway = host.get("gateway")
+        if gateway and not any(_ip(gateway) in net for net in reachable):
+            continue  # the pod's addresses cannot reach it: the kernel would refuse
         route = dict(host)
         route["table"] = vrf_table or route["table"]
         if route.get("prefsrc") and route["prefsrc"] not in on_pod:
