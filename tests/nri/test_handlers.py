@@ -14,7 +14,7 @@ from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
 from dranet.errors import PeerError
 from dranet.grpcserver import unix_channel
 from dranet.metrics import Metrics
-from dranet_nri_hook.handlers import PodHandlers, pod_netns, stale_attachments
+from dranet_nri_hook.handlers import PodHandlers, call_timeout, pod_netns, stale_attachments
 from dranet_sandbox.standins.runtime import make_pod
 
 from .fake_agent import FakeAgent
@@ -102,3 +102,13 @@ async def test_synchronize_with_a_slow_agent_ends_within_budget(
     # The pods were attempted at once: one after another, only one fits in 0.3 s.
     assert len(agent.methods("AttachPod")) >= 10
     assert handlers.remembered_netns("p7") == "/n/7"
+
+
+@pytest.mark.parametrize(
+    ("configured", "budget", "expected"),
+    [(1.5, None, 1.5), (1.5, 2.0, 1.5), (1.5, 1.0, 0.75), (0.5, 0.0, 0.5)],
+)
+def test_agent_deadline_fits_the_runtime_budget(
+    configured: float, budget: float | None, expected: float
+) -> None:
+    assert call_timeout(configured, budget) == pytest.approx(expected)

@@ -216,18 +216,52 @@ def test_event_mask() -> None:
     assert event_mask([api_pb2.VALIDATE_CONTAINER_ADJUSTMENT]) == 0x2000
 
 
-async def test_slow_plugin_is_dropped_and_reconnects(sockdir: Path, agent: FakeAgent) -> None:
+async def test_hook_answers_inside_a_short_runtime_budget(sockdir: Path, agent: FakeAgent) -> None:
+    """The agent deadline shrinks to fit the runtime's timeout_nano: the sandbox
+    fails loudly instead of the plugin being dropped and the pod starting bare."""
     agent.claims["slow"] = "net1"
-    agent.delay = 0.4
-    async with runtime(sockdir, style="new", request_timeout=0.2) as rt, running_hook(sockdir):
+    agent.delay = 1.0
+    async with runtime(sockdir, style="new", request_timeout=0.4) as rt, running_hook(sockdir):
         await rt.wait_for_plugin()
-        outcomes = await rt.run_pod_sandbox(make_pod("slow", netns=NETNS))
-        # The pod proceeds without the plugin, which is disconnected...
-        assert [o.result for o in outcomes] == ["dropped"]
+        with pytest.raises(PluginRejectedError) as caught:
+            await rt.run_pod_sandbox(make_pod("slow", netns=NETNS))
+        assert "timed out after 0.3s" in caught.value.plugin_message
+        assert len(rt.live_plugins()) == 1
+
+
+async def test_runtime_drops_a_plugin_that_misses_the_deadline(sockdir: Path) -> None:
+    async def sleepy(body: bytes, ctx: CallContext) -> bytes:
+        await asyncio.sleep(1.0)
+        return b""
+
+    async def configure(body: bytes, ctx: CallContext) -> bytes:
+        return api_pb2.ConfigureResponse(events=0x1).SerializeToString()
+
+    async def empty(body: bytes, ctx: CallContext) -> bytes:
+        return b""
+
+    table = {
+        (PLUGIN_SERVICE, "Configure"): configure,
+        (PLUGIN_SERVICE, "Synchronize"): empty,
+        (PLUGIN_SERVICE, "RunPodSandbox"): sleepy,
+    }
+    async with runtime(sockdir, style="new", request_timeout=0.2) as rt:
+        reader, writer = await asyncio.open_unix_connection(str(sockdir / "nri.sock"))
+        mux = Mux(reader, writer)
+        Connection(mux.open(PLUGIN_SERVICE_CONN), table).start()
+        client = Connection(mux.open(RUNTIME_SERVICE_CONN))
+        client.start()
+        mux.start()
+        register = api_pb2.RegisterPluginRequest(plugin_name="sleepy", plugin_idx="05")
+        await client.call_message(RUNTIME_SERVICE, "RegisterPlugin", register, api_pb2.Empty)
+        await rt.wait_for_plugin()
+        outcomes = await rt.run_pod_sandbox(make_pod("p", netns=NETNS))
+        # The pod proceeds without the plugin, which is disconnected (EOF).
+        assert [(o.method, o.result) for o in outcomes] == [("RunPodSandbox", "dropped")]
         assert "no answer within 0.2s" in outcomes[0].message
-        agent.delay = 0
-        # ... and comes back by itself.
-        await rt.wait_for_plugin(count=2)
+        await asyncio.wait_for(mux.closed.wait(), 2)
+        assert rt.live_plugins() == []
+        await mux.close()
 
 
 async def test_reconnects_after_the_runtime_restarts(sockdir: Path, agent: FakeAgent) -> None:

@@ -23,11 +23,20 @@ from dranet.agent.v1 import agent_pb2
 from dranet.errors import PeerError, RefusedError
 from dranet.metrics import Metrics
 from dranet.nri import api_pb2
+from dranet_nri_hook.ttrpc import current_call
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("dranet_nri_hook")
 
 NETWORK_NAMESPACE = "network"
+# Share of the runtime's per-request budget an agent call may use: the rest
+# is for our own work and the reply, so we answer before the runtime gives up.
+BUDGET_SHARE = 0.75
+
+
+def call_timeout(configured: float, budget: float | None) -> float:
+    """The agent deadline: the configured one, cut to fit the runtime's budget."""
+    return configured if not budget else min(configured, budget * BUDGET_SHARE)
 
 
 def pod_netns(pod: api_pb2.PodSandbox) -> str:
@@ -85,6 +94,11 @@ class PodHandlers:
         self._metrics = metrics if metrics is not None else Metrics(CollectorRegistry())  # unserved
         self._netns: dict[str, str] = {}
 
+    @property
+    def _deadline(self) -> float:
+        call = current_call.get()
+        return call_timeout(self._timeout, call.timeout if call else None)
+
     def remembered_netns(self, uid: str) -> str:
         return self._netns.get(uid, "")
 
@@ -98,12 +112,13 @@ class PodHandlers:
             if netns:
                 self._netns[pod.uid] = netns
             request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
+            deadline = self._deadline
             try:
-                reply = await self._agent.AttachPod(request, timeout=self._timeout)
+                reply = await self._agent.AttachPod(request, timeout=deadline)
             except grpc.aio.AioRpcError as err:
                 if not netns and err.code() not in _TRANSIENT:
                     raise _host_network(pod, err.details() or err.code().name) from err
-                raise agent_failure("AttachPod", pod_label(pod), err, self._timeout) from err
+                raise agent_failure("AttachPod", pod_label(pod), err, deadline) from err
             if not netns and reply.interfaces:
                 raise _host_network(pod, "the agent reported devices for it")
             if reply.interfaces:
@@ -131,12 +146,13 @@ class PodHandlers:
     async def _detach(self, ref: agent_pb2.PodRef, netns: str, event: str) -> None:
         """Never raises: teardown must not be blocked by us."""
         start = time.monotonic()
+        deadline = self._deadline
         try:
             reply = await self._agent.DetachPod(
-                agent_pb2.DetachPodRequest(pod=ref, netns_path=netns), timeout=self._timeout
+                agent_pb2.DetachPodRequest(pod=ref, netns_path=netns), timeout=deadline
             )
         except grpc.aio.AioRpcError as err:
-            failure = agent_failure("DetachPod", pod_label(ref), err, self._timeout)
+            failure = agent_failure("DetachPod", pod_label(ref), err, deadline)
             log.warning("%s (the pod's teardown continues)", failure)
             self._metrics.observe_event(f"nri.{event}", "error", time.monotonic() - start)
             return
@@ -164,16 +180,16 @@ class PodHandlers:
                 if pod_netns(pod):
                     self._netns[pod.uid] = pod_netns(pod)
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._deadline):
                     await self._reconcile(pods)
             except TimeoutError:
-                log.warning("synchronize: reconciliation cut short after %gs", self._timeout)
+                log.warning("synchronize: reconciliation cut short after %gs", self._deadline)
 
     async def _reconcile(self, pods: Sequence[api_pb2.PodSandbox]) -> None:
         live = {pod.uid for pod in pods}
         try:
             listed = await self._agent.ListAttachments(
-                agent_pb2.ListAttachmentsRequest(), timeout=self._timeout
+                agent_pb2.ListAttachmentsRequest(), timeout=self._deadline
             )
             stale = stale_attachments(listed.attachments, live)
         except grpc.aio.AioRpcError as err:
@@ -187,7 +203,7 @@ class PodHandlers:
         try:
             await self._agent.AttachPod(
                 agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=pod_netns(pod)),
-                timeout=self._timeout,
+                timeout=self._deadline,
             )
         except grpc.aio.AioRpcError as err:
             log.warning("synchronize: AttachPod for pod %s: %s", pod_label(pod), err.details())

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol, TypeVar
@@ -241,6 +242,9 @@ class CallContext:
 
 
 Handler = Callable[[bytes, CallContext], Awaitable[bytes]]
+# The request being served by this task, for code far from the handler
+# (e.g. to fit outgoing calls inside the caller's deadline).
+current_call: ContextVar[CallContext | None] = ContextVar("current_call", default=None)
 M = TypeVar("M", bound=Message)
 
 
@@ -426,6 +430,7 @@ class Connection:
             return
         timeout = req.timeout_nano / 1e9 if req.timeout_nano > 0 else None
         ctx = CallContext(req.service, req.method, timeout, {m.key: m.value for m in req.metadata})
+        current_call.set(ctx)  # this task's own context: no reset needed
         try:
             async with asyncio.timeout(timeout):
                 body = await handler(req.payload, ctx)
