@@ -11,7 +11,7 @@ import pytest
 from dranet.errors import ProtocolError
 from dranet.nri import api_pb2, ttrpc_pb2
 from dranet_nri_hook.mux import MuxDecoder, encode_mux_frame, go_frames
-from dranet_nri_hook.ttrpc import (
+from dranet_nri_hook.ttrpc_wire import (
     MESSAGE_LENGTH_MAX,
     Code,
     Frame,
