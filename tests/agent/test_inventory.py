@@ -6,8 +6,11 @@ Every expected value is read independently with `ip -j`, never with pyroute2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -271,3 +274,57 @@ async def test_attached_devices_stay_listed_as_allocated() -> None:
             assert [d.name for d in inv.devices()] == ["a2"]
         finally:
             await inv.stop()
+
+
+async def test_churn_never_drops_stable_devices_and_converges() -> None:
+    """Dumps racing with constant link churn must not report stable NICs as removed."""
+    with NetLab() as lab:
+        _ip_batch(
+            lab.node, "".join(f"link add s{i} type veth peer name s{i}p\n" for i in range(60))
+        )
+        stable = {f"s{i}" for i in range(60)} | {f"s{i}p" for i in range(60)}
+        inv = Inventory(netns=lab.path(lab.node), resync_interval=3600)
+        await inv.start()
+        stop = threading.Event()
+
+        def churn() -> None:
+            while not stop.is_set():
+                _ip_batch(lab.node, "link add c0 type veth peer name c0p\nlink del c0\n")
+
+        worker = threading.Thread(target=churn)
+        try:
+            stream = inv.subscribe()
+            assert {d.name for d in (await anext(stream)).devices} == stable
+            removed: set[str] = set()
+            worker.start()
+            deadline = time.monotonic() + 1.5
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    event = await _next(stream, deadline)
+                    if event.kind == Kind.REMOVED:
+                        removed |= {d.name for d in event.devices}
+            stop.set()
+            await asyncio.to_thread(worker.join)
+            assert not removed & stable
+            # Once quiet, the view converges on what `ip` shows.
+            deadline = time.monotonic() + 3
+            names = {lk["ifname"] for lk in lab.links(lab.node)} - {"lo"}
+            while {d.name for d in inv.devices()} != names:
+                assert time.monotonic() < deadline, "inventory did not converge"
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            if worker.is_alive():
+                worker.join()
+            await inv.stop()
+
+
+async def test_scans_leak_no_file_descriptors() -> None:
+    with NetLab() as lab:
+        lab.add_nic("a1")
+        inv = Inventory(netns=lab.path(lab.node))
+        await inv.rescan()
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(30):
+            await inv.rescan()
+        assert len(os.listdir("/proc/self/fd")) <= before

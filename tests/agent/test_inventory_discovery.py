@@ -5,16 +5,19 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dranet_netlink_agent import inventory
 from dranet_netlink_agent.discovery import (
     NLM_F_DUMP_INTR,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
-    DumpInterruptedError,
+    Discovery,
+    LinkRecord,
     consistent_dump,
     global_address,
     is_relevant,
@@ -47,14 +50,18 @@ class FakeDump:
 
 async def test_interrupted_dump_is_retried() -> None:
     fetch = FakeDump(_msgs(2, NLM_F_DUMP_INTR | 2), _msgs(2, 2, 2))
-    assert len(await consistent_dump(fetch, "link")) == 3
+    msgs, complete = await consistent_dump(fetch, "link")
+    assert (len(msgs), complete) == (3, True)
     assert fetch.calls == 2
 
 
-async def test_dump_interrupted_every_time_raises() -> None:
-    fetch = FakeDump(*[_msgs(NLM_F_DUMP_INTR)] * 3)
-    with pytest.raises(DumpInterruptedError, match="link dump was interrupted 3 times"):
-        await consistent_dump(fetch, "link", attempts=3)
+async def test_dump_interrupted_every_time_is_returned_as_incomplete() -> None:
+    fetch = FakeDump(
+        _msgs(NLM_F_DUMP_INTR), _msgs(2, NLM_F_DUMP_INTR), _msgs(NLM_F_DUMP_INTR, 2, 2)
+    )
+    msgs, complete = await consistent_dump(fetch, "link", attempts=3)
+    assert not complete and fetch.calls == 3
+    assert [m["n"] for m in msgs] == [0, 1, 2]  # the last attempt's messages
 
 
 def _nlmsg(kind: int, body: bytes = b"") -> bytes:
@@ -120,3 +127,36 @@ def test_link_and_route_records() -> None:
          "multipath": [{"oif": 3}, {"oif": 4}]}
     )  # fmt: skip
     assert (route.metric, route.oifs, route.table) == (20, (3, 4), 254)
+
+
+def _veth(ifindex: int, ifname: str) -> LinkRecord:
+    return LinkRecord(
+        ifindex=ifindex, ifname=ifname, mac=f"aa:00:00:00:00:{ifindex:02x}", permanent_mac="",
+        mtu=1500, kind="veth", state="up", alias="", encapsulation="ether", loopback=False,
+        master=0, parent_bus="", parent_dev="",
+    )  # fmt: skip
+
+
+async def test_an_incomplete_scan_removes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A dump that kept racing may have skipped links: they stay until a complete scan."""
+    scans = [
+        Discovery(links=(_veth(2, "a"), _veth(3, "b")), addresses={}, routes=()),
+        Discovery(links=(_veth(2, "a"), _veth(4, "c")), addresses={}, routes=(), complete=False),
+        Discovery(links=(_veth(2, "a"), _veth(4, "c")), addresses={}, routes=()),
+    ]
+
+    async def fake_discover(target: object) -> Discovery:
+        return scans.pop(0)
+
+    monkeypatch.setattr(inventory, "discover", fake_discover)
+    inv = inventory.Inventory(netns="/nonexistent", sysfs_root=tmp_path)
+    await inv.rescan()
+    assert [d.name for d in inv.devices()] == ["a", "b"]
+    await inv.rescan()  # incomplete: c is new, b was not seen but is kept
+    assert [d.name for d in inv.devices()] == ["a", "b", "c"]
+    assert inv.find("b") is not None
+    await inv.rescan()  # complete: b really is gone
+    assert [d.name for d in inv.devices()] == ["a", "c"]
+    assert inv.find("b") is None

@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dranet.errors import DranetError
-from dranet_netlink_agent.netns import Target, ipr_in, netlink_socket
+from pyroute2 import AsyncIPRoute
+
+from dranet_netlink_agent.netns import Target, netlink_socket
 from dranet_netlink_agent.uplinks import MAIN_TABLE, RouteRecord
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ ENCAPSULATION = {
     772: "loopback", 776: "sit", 778: "gre", 823: "ip6gre", 65534: "none",
 }  # fmt: skip
 _NLMSGHDR = struct.Struct("=IHHII")
-
-
-class DumpInterruptedError(DranetError):
-    """Every attempt at a netlink dump raced with a change."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +71,7 @@ class Discovery:
     links: tuple[LinkRecord, ...]
     addresses: dict[int, tuple[tuple[str, ...], tuple[str, ...]]]  # ifindex -> (v4, v6)
     routes: tuple[RouteRecord, ...]
+    complete: bool = True  # False: a dump kept racing with changes (may miss entries)
 
 
 def _mac(value: Any) -> str:
@@ -130,25 +128,32 @@ def route_record(msg: Any) -> RouteRecord:
 
 async def consistent_dump(
     fetch: Callable[[], Awaitable[AsyncIterator[Any]]], what: str, attempts: int = DUMP_ATTEMPTS
-) -> list[Any]:
-    """Runs a dump until no message carries NLM_F_DUMP_INTR."""
+) -> tuple[list[Any], bool]:
+    """Runs a dump until no message carries NLM_F_DUMP_INTR.
+
+    Returns the messages and whether they are consistent. On a namespace
+    that keeps changing (a dump of a few hundred links takes ~0.1 s in
+    Python) every attempt may race; the last result is then returned as
+    incomplete and the caller decides how far to trust it.
+    """
+    msgs: list[Any] = []
     for _ in range(attempts):
         msgs = [msg async for msg in await fetch()]
         if not any(int(m["header"]["flags"]) & NLM_F_DUMP_INTR for m in msgs):
-            return msgs
+            return msgs, True
         log.debug("%s dump interrupted by a concurrent change; retrying", what)
-    raise DumpInterruptedError(
-        f"the {what} dump was interrupted {attempts} times in a row",
-        hint="the namespace is changing very fast; the next scan retries",
-    )
+    return msgs, False
 
 
 async def discover(target: Target) -> Discovery:
     """Links, global addresses and main-table routes of `target` (None: our own netns)."""
-    async with ipr_in(target) as ipr:
-        links = await consistent_dump(lambda: ipr.link("dump"), "link")
-        addrs = await consistent_dump(lambda: ipr.addr("dump"), "address")
-        routes = await consistent_dump(lambda: ipr.route("dump", table=MAIN_TABLE), "route")
+    sock = await asyncio.to_thread(netlink_socket, target)  # may enter a netns: a thread
+    async with AsyncIPRoute(use_socket=sock) as ipr:
+        links, links_ok = await consistent_dump(lambda: ipr.link("dump"), "link")
+        addrs, addrs_ok = await consistent_dump(lambda: ipr.addr("dump"), "address")
+        routes, routes_ok = await consistent_dump(
+            lambda: ipr.route("dump", table=MAIN_TABLE), "route"
+        )
     v4: dict[int, list[str]] = {}
     v6: dict[int, list[str]] = {}
     for msg in addrs:
@@ -163,6 +168,7 @@ async def discover(target: Target) -> Discovery:
         links=tuple(link_record(m) for m in links),
         addresses=addresses,
         routes=tuple(r for r in map(route_record, routes) if r.table == MAIN_TABLE),
+        complete=links_ok and addrs_ok and routes_ok,
     )
 
 

@@ -293,6 +293,14 @@ class Inventory:
             present[dev.name] = dev
             if link.ifindex not in uplinks and not is_ignored(link.ifname, self._ignore):
                 offered[dev.name] = dev
+        if not found.complete:
+            # The dump raced with changes and may have skipped entries: keep what
+            # it did not show rather than report a removal, and look again soon.
+            log.info("netlink dumps kept racing with changes; rescanning shortly")
+            kept = {n: d for n, d in self._present.items() if n not in present}
+            present |= kept
+            offered |= {n: d for n, d in self._offered.items() if n in kept}
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self._dirty.set)
         self._uplinks = frozenset(lk.ifname for lk in found.links if lk.ifindex in uplinks)
         self._present, self._offered = present, offered
 
