@@ -63,6 +63,10 @@ async def _resolve(ctx: AgentContext, claim: ClaimRecord, prepared: PreparedDevi
         await ctx.resolver.rescan()
         found = ctx.resolver.find(prepared.device)
     if found is None:
+        other = ctx.resolver.find_by(ifname=prepared.device)
+        if other is not None and ctx.resolver.is_uplink(other.ifname):
+            found = other  # refused below with the reason
+    if found is None:
         raise RefusedError(
             f"{where} is not a device of this node",
             hint="the claim was prepared for a device the agent cannot see; check ListDevices",

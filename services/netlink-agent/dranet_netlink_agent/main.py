@@ -1,0 +1,108 @@
+"""dranet-netlink-agent: inventory, attach and detach behind a private gRPC API.
+
+Start-up order: open the store (its own boot check drops rows of an earlier
+boot), reconcile unfinished attaches with the kernel, start the inventory,
+then serve — so no RPC sees a half-done attach left by a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from dranet.agent.v1 import agent_pb2_grpc
+from dranet.errors import DranetError
+from dranet.grpcserver import UnixServer
+from dranet.lifecycle import run
+from dranet.logs import setup_logging
+from dranet.metrics import Metrics, start_metrics_server
+from dranet.store import Role, Store
+from dranet.telemetry import server_interceptors, setup_telemetry
+from dranet_netlink_agent.context import AgentContext
+from dranet_netlink_agent.inventory import Inventory
+from dranet_netlink_agent.recovery import reconcile
+from dranet_netlink_agent.service import AttachmentHub, NetlinkAgentService
+from dranet_netlink_agent.settings import AgentSettings, load_settings
+
+SERVICE = "netlink-agent"
+SERVICE_NAME = "dranet.agent.v1.NetlinkAgent"
+log = logging.getLogger(__name__)
+
+
+def crash_hook(point: str) -> Callable[[str], None]:
+    """The test hook behind DRANET_AGENT_CRASH_AT: SIGKILL ourselves at `point`."""
+
+    def checkpoint(reached: str) -> None:
+        if point and reached == point:
+            log.warning("crash hook: SIGKILL at %s", reached)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return checkpoint
+
+
+async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
+    telemetry = setup_telemetry("dranet-netlink-agent")
+    metrics = Metrics()
+    store = await asyncio.to_thread(Store, settings.state_db, role=Role.AGENT)
+    if store.dropped_stale_attachments:
+        log.info("dropped %d attachment rows of an earlier boot", store.dropped_stale_attachments)
+    node_netns = settings.node_netns or None
+    inventory = Inventory(
+        netns=node_netns,
+        sysfs_root=settings.sysfs_root,
+        ignore=settings.ignore,
+        resync_interval=settings.resync_interval,
+        attachments=store.list_attachments,
+    )
+    hub = AttachmentHub()
+    ctx = AgentContext(
+        store=store,
+        resolver=inventory,
+        node_netns=node_netns,
+        netns_roots=tuple(settings.netns_roots),
+        checkpoint=crash_hook(settings.crash_at),
+        listener=hub.publish,
+    )
+    exposition = None
+    server: UnixServer | None = None
+    try:
+        report = await reconcile(ctx)
+        log.info("start-up reconcile: kept %d, rolled back %d, lost %d, failed %d",
+                 len(report.kept), len(report.rolled_back), len(report.lost),
+                 len(report.failed))  # fmt: skip
+        await inventory.start()
+        service = NetlinkAgentService(ctx, inventory, hub)
+        server = UnixServer(
+            settings.socket,
+            adders=[lambda s: agent_pb2_grpc.add_NetlinkAgentServicer_to_server(service, s)],
+            interceptors=[*server_interceptors(), metrics.server_interceptor()],
+            services=[SERVICE_NAME],
+            group=None if settings.socket_group < 0 else settings.socket_group,
+        )
+        await server.start()
+        exposition = start_metrics_server(settings.metrics_port, metrics.registry)
+        log.info("serving %s on %s", SERVICE_NAME, settings.socket)
+        await stop.wait()
+    finally:
+        if server is not None:
+            await server.stop(5)
+        await inventory.stop()
+        if exposition is not None:
+            exposition.close()
+        store.close()
+        telemetry.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        settings = load_settings(args)
+    except DranetError as exc:  # a bad flag: one line, exit 2 like argparse
+        print(f"dranet-netlink-agent: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    setup_logging(SERVICE, settings.log_level, settings.log_format)
+    run(lambda stop: serve(settings, stop), service=SERVICE)
