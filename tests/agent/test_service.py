@@ -51,12 +51,12 @@ async def stub(ctx: AgentContext, tmp_path: Path) -> AsyncIterator[agent_pb2_grp
     try:
         yield agent_pb2_grpc.NetlinkAgentStub(channel)
     finally:
-        await channel.close()
+        await channel.close(None)
         await server.stop(0)
 
 
 async def test_attach_list_watch_detach_round_trip(
-    lab: NetLab, plugin_store: Store, kit: Any, stub: agent_pb2_grpc.NetlinkAgentStub
+    lab: NetLab, plugin_store: Store, kit: Any, stub: Any
 ) -> None:
     lab.add_nic("nics", node_cidr="10.51.0.2/24")
     pod = lab.add_pod()
@@ -95,9 +95,7 @@ async def test_attach_list_watch_detach_round_trip(
     assert list(again.devices) == []
 
 
-async def _refused(
-    stub: agent_pb2_grpc.NetlinkAgentStub, pod: agent_pb2.PodRef, path: str
-) -> grpc.aio.AioRpcError:
+async def _refused(stub: Any, pod: agent_pb2.PodRef, path: str) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.AttachPod(agent_pb2.AttachPodRequest(pod=pod, netns_path=path))
     return err.value
@@ -115,11 +113,12 @@ async def _refused(
     ],
 )
 async def test_refusals_are_clear_and_change_nothing(
+    *,
     lab: NetLab,
     ctx: AgentContext,
     plugin_store: Store,
     kit: Any,
-    stub: agent_pb2_grpc.NetlinkAgentStub,
+    stub: Any,
     tmp_path: Path,
     case: str,
     code: grpc.StatusCode,

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from dranet.agent.v1 import agent_pb2_grpc
 from dranet.errors import DranetError
@@ -53,8 +54,8 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     node_netns = settings.node_netns or None
     inventory = Inventory(
         netns=node_netns,
-        sysfs_root=settings.sysfs_root,
-        ignore=settings.ignore,
+        sysfs_root=Path(settings.sysfs_root),
+        ignore=settings.ignored,
         resync_interval=settings.resync_interval,
         attachments=store.list_attachments,
     )
@@ -63,7 +64,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         store=store,
         resolver=inventory,
         node_netns=node_netns,
-        netns_roots=tuple(settings.netns_roots),
+        netns_roots=settings.roots,
         checkpoint=crash_hook(settings.crash_at),
         listener=hub.publish,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from dranet.errors import SettingsError
 from dranet.settings import parse_settings, setting
@@ -21,19 +20,19 @@ CRASH_POINTS = ("", "pending", "moved")
 
 @dataclass(frozen=True)
 class AgentSettings:
-    socket: Path = setting(
-        Path("/run/dranet/agent.sock"), "Unix socket of the private gRPC API (dir 0750)."
+    socket: str = setting(
+        "/run/dranet/agent.sock", "Unix socket of the private gRPC API (dir 0750)."
     )
-    state_db: Path = setting(Path("/var/lib/dranet/state.db"), "The claim-state store (SQLite).")
-    netns_roots: list[str] = setting(
-        list(DEFAULT_ROOTS),
+    state_db: str = setting("/var/lib/dranet/state.db", "The claim-state store (SQLite).")
+    netns_roots: str = setting(
+        ",".join(DEFAULT_ROOTS),
         "Comma-separated allowed pod netns roots; /proc/<pid>/ns/net allows pid namespaces.",
     )
     node_netns: str = setting(
         "", "Network namespace whose interfaces are the node's NICs; empty: the agent's own."
     )
-    ignore: list[str] = setting([], "Comma-separated interface names (globs) never offered.")
-    sysfs_root: Path = setting(Path("/sys"), "Root of sysfs (tests point it at fixtures).")
+    ignore: str = setting("", "Comma-separated interface names never offered.")
+    sysfs_root: str = setting("/sys", "Root of sysfs (tests point it at fixtures).")
     resync_interval: float = setting(60.0, "Seconds between full inventory rescans.")
     socket_group: int = setting(-1, "Group id owning the socket (0660); -1 keeps ours.")
     metrics_port: int = setting(0, "Port of the Prometheus /metrics endpoint; 0 disables.")
@@ -42,6 +41,18 @@ class AgentSettings:
     crash_at: str = setting(
         "", "TEST HOOK: SIGKILL self at 'pending' or 'moved'.", env="DRANET_AGENT_CRASH_AT"
     )
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return _items(self.netns_roots)
+
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        return _items(self.ignore)
+
+
+def _items(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def load_settings(argv: Sequence[str] | None = None) -> AgentSettings:
@@ -56,7 +67,7 @@ def load_settings(argv: Sequence[str] | None = None) -> AgentSettings:
             f"DRANET_AGENT_CRASH_AT={settings.crash_at!r} is not a crash point",
             hint="use pending, moved or leave it empty",
         )
-    if not settings.netns_roots:
+    if not settings.roots:
         raise SettingsError("--netns-roots is empty", hint="the agent could attach nothing")
     if settings.resync_interval <= 0:
         raise SettingsError(f"--resync-interval={settings.resync_interval} must be positive")
