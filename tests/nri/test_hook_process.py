@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -142,6 +143,37 @@ async def test_reassembles_runtime_frames_cut_anywhere(sockdir: Path, agent: Fak
             assert [(c.uid, c.netns) for c in agent.methods("AttachPod")] == [("big", NETNS)]
             outcomes = await rt.run_pod_sandbox(make_pod("big", netns=NETNS))
             assert [o.result for o in outcomes] == ["ok"]
+
+
+async def test_pre_launched_process_on_an_inherited_fd(sockdir: Path, agent: FakeAgent) -> None:
+    """As a runtime launches it: the socket as an inherited fd, named by NRI_* variables."""
+    ours, theirs = socket.socketpair()
+    rt = RuntimeStandIn(sockdir / "unused.sock", style="old")
+    await rt.adopt(ours)
+    env = {
+        "NRI_PLUGIN_NAME": "dranet",
+        "NRI_PLUGIN_IDX": "10",
+        "NRI_PLUGIN_SOCKET": str(theirs.fileno()),
+        "DRANET_AGENT_SOCKET": str(sockdir / "agent.sock"),
+    }
+    log = sockdir / "pre.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(HOOK), env=env, pass_fds=[theirs.fileno()], stdout=out, stderr=out
+        )
+    theirs.close()
+    try:
+        link = await rt.wait_for_plugin(timeout=20)
+        assert link.label == "10-dranet"
+        await rt.run_pod_sandbox(make_pod("pre", netns=NETNS))
+        assert [c.uid for c in agent.methods("AttachPod")] == ["pre"]
+        await rt.stop()  # the runtime goes: the socket cannot be reopened
+        assert await asyncio.wait_for(proc.wait(), 10) == 1
+        assert "closed the pre-launched plugin socket" in log.read_text()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def test_bad_flags_exit_with_a_one_line_error(sockdir: Path) -> None:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from dranet.agent.v1 import agent_pb2
 from dranet.errors import PeerError, RefusedError
+from dranet.logs import log_context
 from dranet.metrics import Metrics
 from dranet.nri import api_pb2
 from dranet_nri_hook.ttrpc import current_call
@@ -106,6 +107,7 @@ class PodHandlers:
         netns = pod_netns(pod)
         attrs = {"k8s.pod.uid": pod.uid, "k8s.pod.name": pod_label(pod), "netns": netns}
         with (
+            log_context(pod=pod_label(pod), pod_uid=pod.uid),
             tracer.start_as_current_span("nri.RunPodSandbox", attributes=attrs),
             self._metrics.time_event("nri.RunPodSandbox"),
         ):
@@ -126,8 +128,9 @@ class PodHandlers:
                 log.info("pod %s attached: %s", pod_label(pod), names)
 
     async def stop_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
-        with tracer.start_as_current_span(
-            "nri.StopPodSandbox", attributes={"k8s.pod.uid": pod.uid}
+        with (
+            log_context(pod=pod_label(pod), pod_uid=pod.uid),
+            tracer.start_as_current_span("nri.StopPodSandbox", attributes={"k8s.pod.uid": pod.uid}),
         ):
             await self._detach(
                 pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "StopPodSandbox"
@@ -135,8 +138,11 @@ class PodHandlers:
 
     async def remove_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         # Idempotent fallback for a missed or failed Stop; the netns may be gone.
-        with tracer.start_as_current_span(
-            "nri.RemovePodSandbox", attributes={"k8s.pod.uid": pod.uid}
+        with (
+            log_context(pod=pod_label(pod), pod_uid=pod.uid),
+            tracer.start_as_current_span(
+                "nri.RemovePodSandbox", attributes={"k8s.pod.uid": pod.uid}
+            ),
         ):
             await self._detach(
                 pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "RemovePodSandbox"
