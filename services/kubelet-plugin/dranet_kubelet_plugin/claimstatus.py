@@ -19,7 +19,7 @@ import copy
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -27,6 +27,9 @@ from dranet.agent.v1 import agent_pb2
 from dranet.errors import DranetError, NotFoundError
 from dranet.store import Store
 from dranet_kubelet_plugin.kube import Kube, retry_conflicts
+
+if TYPE_CHECKING:
+    from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentAsyncStub
 
 log = logging.getLogger(__name__)
 Kind = agent_pb2.AttachmentEvent.Kind
@@ -121,7 +124,7 @@ class ClaimStatusWriter:
         *,
         kube: Kube,
         store: Store,
-        agent: Any,  # NetlinkAgentStub on a grpc.aio channel (its stubs type sync calls)
+        agent: NetlinkAgentAsyncStub,
         driver: str,
         reconnect_delay: float = 1.0,
     ) -> None:

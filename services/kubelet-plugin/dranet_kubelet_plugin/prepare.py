@@ -35,7 +35,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import trace
@@ -47,6 +47,9 @@ from dranet.store import ClaimRecord, PreparedDevice, Store
 from dranet.telemetry import current_carrier
 from dranet_kubelet_plugin.draservice import ClaimRef, PreparedDeviceRef, PrepareOutcome
 from dranet_kubelet_plugin.kube import Kube
+
+if TYPE_CHECKING:
+    from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentAsyncStub
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -165,7 +168,7 @@ class ClaimPreparer:
         *,
         kube: Kube,
         store: Store,
-        agent: Any,  # NetlinkAgentStub on a grpc.aio channel (its stubs type sync calls)
+        agent: NetlinkAgentAsyncStub,
         driver: str,
         node_name: str,
         inventory: Inventory,

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -38,6 +38,9 @@ from dranet_kubelet_plugin.slices import (
     split_devices,
 )
 
+if TYPE_CHECKING:
+    from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentAsyncStub
+
 log = logging.getLogger(__name__)
 Kind = agent_pb2.DeviceEvent.Kind
 
@@ -47,7 +50,7 @@ class SlicePublisher:
         self,
         *,
         kube: Kube,
-        agent: Any,  # NetlinkAgentStub on a grpc.aio channel (its stubs type sync calls)
+        agent: NetlinkAgentAsyncStub,
         driver: str,
         node_name: str,
         device_filter: DeviceFilter,
