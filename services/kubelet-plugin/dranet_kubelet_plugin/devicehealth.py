@@ -9,11 +9,12 @@ Rules (decided here, kept in one place):
 - operstate `up` or `unknown` (drivers without carrier reporting, e.g. some
   virtual links) -> HEALTHY; `down`, `lowerlayerdown`, `notpresent` ->
   UNHEALTHY; anything else (`dormant`, `testing`, empty) -> UNKNOWN.
-- A device attached to a pod has left the node namespace; the agent lists it
-  with its last known host-side state, which says nothing about the link in
-  the pod. It is HEALTHY while that state stays as it was when the device was
-  first seen attached; if the agent later reports a different state for it,
-  that is news and is mapped as above.
+- A device attached to a pod is HEALTHY whatever state the agent lists for
+  it: the agent does not watch links inside pods, and the state it lists is
+  the last one seen on the node, often taken mid-attach (moving a link to
+  another namespace takes it down), so it is no evidence either way. The
+  agent "says otherwise" by removing the device from its inventory (below)
+  or by becoming unreachable.
 - A device that leaves the inventory (REMOVED, or missing from a new
   SNAPSHOT) is reported UNHEALTHY ("gone from the node"), not UNKNOWN: a pod
   holding a claim on it cannot get it. It is dropped from the list
@@ -80,7 +81,6 @@ class _Known:
     entry: DeviceHealthEntry
     ifname: str
     detail: str  # the message from the agent's last live report
-    attached_state: str | None  # state when first seen attached; None if not attached
     removed_at: float | None = None
 
 
@@ -187,23 +187,15 @@ class DeviceHealthTracker:
             return
         state = device.state.lower()
         link = _link(device.ifname, device.name)
-        attached_state: str | None = None
         if device.HasField("allocation"):
             alloc = device.allocation
-            pod = f"{alloc.pod.namespace}/{alloc.pod.name}"
-            where = f"attached to pod {pod}" + (
-                f" as {alloc.interface_name}" if alloc.interface_name else ""
+            health = Health.HEALTHY
+            message = (
+                f"attached to pod {alloc.pod.namespace}/{alloc.pod.name}"
+                + (f" as {alloc.interface_name}" if alloc.interface_name else "")
+                + f"; {link} is not watched inside the pod"
+                + (f" (last seen on the node: {state})" if state else "")
             )
-            if previous is not None and previous.attached_state is not None:
-                attached_state = previous.attached_state
-            else:
-                attached_state = state
-            if state == attached_state:
-                health = Health.HEALTHY
-                message = f"{where}; the link is not watched inside the pod"
-            else:
-                health = state_health(state)
-                message = f"{where}; the agent reports {link} operstate {state or 'empty'}"
         else:
             health = state_health(state)
             message = f"{link} operstate {state or 'not reported'}"
@@ -211,7 +203,7 @@ class DeviceHealthTracker:
             entry = DeviceHealthEntry(device.name, health, truncate(message), now)
         else:
             entry = self._entry(previous, health, message, now)
-        self._known[device.name] = _Known(entry, device.ifname, message, attached_state)
+        self._known[device.name] = _Known(entry, device.ifname, message)
 
     def _remove(self, name: str, now: float) -> None:
         known = self._known.get(name)
@@ -223,9 +215,7 @@ class DeviceHealthTracker:
             "(no longer in the netlink agent's inventory)"
         )
         entry = self._entry(known, Health.UNHEALTHY, message, now)
-        self._known[name] = replace(
-            known, entry=entry, detail=message, attached_state=None, removed_at=removed_at
-        )
+        self._known[name] = replace(known, entry=entry, detail=message, removed_at=removed_at)
 
 
 # --- gRPC ---------------------------------------------------------------------
