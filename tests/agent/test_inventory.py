@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dranet.agent.v1 import agent_pb2
+from dranet.store import AttachmentPhase, AttachmentRecord, Role, Store
 from dranet_netlink_agent.inventory import Inventory
 from dranet_sandbox.netlab import NetLab, ip, ip_json
 
@@ -328,3 +330,34 @@ async def test_scans_leak_no_file_descriptors() -> None:
         for _ in range(30):
             await inv.rescan()
         assert len(os.listdir("/proc/self/fd")) <= before
+
+
+async def test_attachments_from_the_real_store(tmp_path: Path) -> None:
+    """The agent passes `Store.list_attachments`: read off the event loop, once per scan."""
+    with NetLab() as lab, Store(tmp_path / "state.db", role=Role.AGENT, boot_id="b1") as store:
+        lab.add_nic("a1")
+        pod = lab.add_pod()
+        inv = Inventory(netns=lab.path(lab.node), attachments=store.list_attachments)
+        await inv.rescan()
+        store.put_attachment(
+            AttachmentRecord(
+                claim_uid="c1",
+                device="a1",
+                pod_uid="p1",
+                pod_namespace="ns",
+                pod_name="web",
+                netns_path=lab.path(pod),
+                phase=AttachmentPhase.ATTACHED,
+                host_ifname="a1",
+                pod_ifname="net1",
+                original={"ifname": "a1"},
+            )
+        )
+        ip("link", "set", "a1", "netns", pod, netns=lab.node)
+        await inv.rescan()
+        [a1] = inv.devices()
+        assert (a1.name, a1.allocation.claim_uid, a1.allocation.interface_name) == (
+            "a1",
+            "c1",
+            "net1",
+        )

@@ -187,6 +187,7 @@ class Inventory:
         self._ignore = tuple(ignore)
         self._resync = resync_interval
         self._attachments = attachments
+        self._attached: dict[str, AttachmentLike] = {}  # as of the last scan, by device
         self._present: dict[str, NetDevice] = {}  # every non-loopback link, by DRA name
         self._offered: dict[str, NetDevice] = {}
         self._uplinks: frozenset[str] = frozenset()
@@ -222,8 +223,8 @@ class Inventory:
     # -- queries -----------------------------------------------------------
 
     def devices(self) -> list[agent_pb2.Device]:
-        """Offered devices plus devices attached to pods (allocation set)."""
-        attached = {rec.device: rec for rec in self._attachments()}
+        """Offered devices plus devices attached to pods (allocation set), as of the last scan."""
+        attached = self._attached
         out: dict[str, agent_pb2.Device] = {}
         for name, dev in self._offered.items():
             rec = attached.get(name)
@@ -265,6 +266,9 @@ class Inventory:
         """A full scan now; subscribers get the differences."""
         async with self._scan_lock:
             found = await discover(self._netns)
+            # The attachments table is a SQLite read: off the event loop, once per scan.
+            rows = await asyncio.to_thread(self._attachments)
+            self._attached = {rec.device: rec for rec in rows}
             devices = await asyncio.to_thread(self._build, found)
             self._apply(found, devices)
         self._publish()
@@ -306,7 +310,7 @@ class Inventory:
 
     def _publish(self) -> None:
         """Diffs `devices()` against what subscribers saw and sends the changes."""
-        attached = {rec.device for rec in self._attachments()}
+        attached = set(self._attached)
         keep = {n: d for n, d in self._last_known.items() if n in attached}
         self._last_known = keep | self._present
         current = {d.name: d for d in self.devices()}
@@ -334,7 +338,6 @@ class Inventory:
     async def subscribe(self) -> AsyncIterator[agent_pb2.DeviceEvent]:
         """SNAPSHOT first, then ADDED/MODIFIED/REMOVED; ends when the inventory stops."""
         queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_LIMIT)
-        self._publish()  # fold in attachment changes so the snapshot is current
         self._subscribers.add(queue)
         try:
             yield self._snapshot()
