@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from pathlib import Path
 
 import grpc
 import pytest
 
+from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentStub
 from dranet.store import Store
 from dranet_kubelet_plugin.draservice import ClaimRef
+from dranet_kubelet_plugin.filter import DeviceFilter
 from dranet_kubelet_plugin.kube import Kube
 from dranet_kubelet_plugin.prepare import ClaimPreparer
+from dranet_kubelet_plugin.publisher import SlicePublisher
 from dranet_sandbox.standins.apiserver import FakeApiServer
 
 from .fakes import DRIVER, NODE, AgentServer, claim, opaque, result
@@ -198,3 +202,31 @@ async def test_unprepare_keeps_the_row_when_the_agent_fails(
     errors = await preparer.unprepare([ref("c", "uid-f")])
     assert "agent says no" in errors["uid-f"]
     assert store.get_claim("uid-f") is not None  # kept so the kubelet's retry can finish it
+
+
+async def test_agent_down_is_a_per_claim_error(
+    apiserver: FakeApiServer, kube: Kube, store: Store, socket_dir: Path
+) -> None:
+    channel = grpc.aio.insecure_channel(f"unix://{socket_dir / 'nobody.sock'}")
+    publisher = SlicePublisher(
+        kube=kube,
+        agent=NetlinkAgentStub(channel),
+        driver=DRIVER,
+        node_name=NODE,
+        device_filter=DeviceFilter(""),
+    )
+    preparer = ClaimPreparer(
+        kube=kube,
+        store=store,
+        agent=NetlinkAgentStub(channel),
+        driver=DRIVER,
+        node_name=NODE,
+        inventory=publisher.published_devices,
+    )
+    apiserver.put("resourceclaims", claim("c", "uid-a", results=[result("nic", "eth1")]))
+    try:
+        outcomes = await preparer.prepare([ref("c", "uid-a")])
+    finally:
+        await channel.close(grace=None)
+    assert "netlink agent" in outcomes["uid-a"].error
+    assert store.get_claim("uid-a") is None

@@ -139,12 +139,15 @@ async def test_write_failures_are_retried(
 async def test_filter_hides_devices_and_the_inventory_follows_it(
     apiserver: FakeApiServer, kube: Kube, agent: AgentServer
 ) -> None:
-    pub = make_publisher(kube, agent, DEFAULT_FILTER)
+    counts: list[int] = []
+    pub = make_publisher(kube, agent, DEFAULT_FILTER, on_published=counts.append)
     assert await pub.published_devices() == {"ens1"}  # before any snapshot: asks ListDevices
     task = asyncio.create_task(pub.run())
     try:
         await eventually(lambda: device_names(apiserver) == ["ens1"])
         assert await pub.published_devices() == {"ens1"}
+        await eventually(lambda: counts)
+        assert set(counts) == {1}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -64,6 +64,9 @@ async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
     channel = unix_channel(settings.agent_socket, interceptors=telemetry.client_interceptors())
     agent = agent_pb2_grpc.NetlinkAgentStub(channel)
 
+    published = metrics.gauge(
+        "published_devices", "Devices this node publishes in its ResourceSlices."
+    )
     publisher = SlicePublisher(
         kube=kube,
         agent=agent,
@@ -71,6 +74,7 @@ async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
         node_name=settings.node_name,
         device_filter=device_filter,
         resync_interval=settings.resync_seconds,
+        on_published=published.set,
     )
     status_writer = ClaimStatusWriter(
         kube=kube, store=store, agent=agent, driver=settings.driver_name

@@ -235,7 +235,16 @@ class ClaimPreparer:
                 "a network device moves into one pod's network namespace only",
                 hint="give each pod its own claim (use a ResourceClaimTemplate)",
             )
-        published: Collection[str] = await self._inventory() if results else ()
+        published: Collection[str] = ()
+        if results:
+            try:
+                published = await self._inventory()
+            except grpc.aio.AioRpcError as exc:
+                raise ClaimError(
+                    f"cannot read the node's devices from the netlink agent: "
+                    f"{exc.code().name}: {exc.details()}",
+                    hint="check that the netlink-agent container is running",
+                ) from exc
         devices: list[PreparedDevice] = []
         problems: list[str] = []
         for result in results:

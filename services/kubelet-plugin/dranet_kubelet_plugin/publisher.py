@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -57,8 +57,10 @@ class SlicePublisher:
         min_interval: float = 1.0,
         resync_interval: float = 30.0,
         reconnect_delay: float = 1.0,
+        on_published: Callable[[int], None] | None = None,
     ) -> None:
         self._kube = kube
+        self._on_published = on_published  # e.g. a metrics gauge: devices published
         self._agent = agent
         self._driver = driver
         self._node = node_name
@@ -162,6 +164,7 @@ class SlicePublisher:
         """List, plan and apply once (again after a conflict); returns the plan applied."""
         owner = await self._node_owner()
         desired = split_devices(self.desired_devices())
+        count = sum(len(chunk) for chunk in desired)
 
         async def attempt() -> SlicePlan:
             current = await self._kube.list_slices(self._driver, self._node)
@@ -172,6 +175,8 @@ class SlicePublisher:
         plan = await retry_conflicts(attempt)
         self.bursts += 1
         self.published.set()
+        if self._on_published is not None:
+            self._on_published(count)
         return plan
 
     async def _apply(self, plan: SlicePlan) -> None:
