@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dranet.agent.v1 import agent_pb2
 from dranet_netlink_agent import inventory
 from dranet_netlink_agent.discovery import (
     NLM_F_DUMP_INTR,
@@ -24,6 +25,8 @@ from dranet_netlink_agent.discovery import (
     link_record,
     route_record,
 )
+
+Kind = agent_pb2.DeviceEvent
 
 
 def _msgs(*flags: int) -> list[dict[str, Any]]:
@@ -160,3 +163,36 @@ async def test_an_incomplete_scan_removes_nothing(
     await inv.rescan()  # complete: b really is gone
     assert [d.name for d in inv.devices()] == ["a", "c"]
     assert inv.find("b") is None
+
+
+async def test_a_lagging_subscriber_gets_a_fresh_snapshot_instead_of_a_backlog(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    links: list[LinkRecord] = []
+
+    async def fake_discover(target: object) -> Discovery:
+        return Discovery(links=tuple(links), addresses={}, routes=())
+
+    monkeypatch.setattr(inventory, "discover", fake_discover)
+    inv = inventory.Inventory(netns="/nonexistent", sysfs_root=tmp_path)
+    slow, fast = inv.subscribe(), inv.subscribe()
+    assert (await anext(slow)).kind == Kind.SNAPSHOT
+    assert (await anext(fast)).kind == Kind.SNAPSHOT
+    total = inventory.QUEUE_LIMIT + 10
+    for i in range(total):
+        links.append(_veth(i + 2, f"v{i}"))
+        await inv.rescan()
+        event = await anext(fast)  # a subscriber keeping up sees each change
+        assert (event.kind, [d.name for d in event.devices]) == (Kind.ADDED, [f"v{i}"])
+    event = await anext(slow)
+    assert event.kind == Kind.SNAPSHOT and len(event.devices) == total
+    links.pop()
+    await inv.rescan()
+    event = await anext(slow)
+    assert (event.kind, [d.name for d in event.devices]) == (Kind.REMOVED, [f"v{total - 1}"])
+    await inv.stop()
+    assert await anext(slow, None) is None
+    # Subscribing after stop: the snapshot, then the end.
+    late = inv.subscribe()
+    assert (await anext(late)).kind == Kind.SNAPSHOT
+    assert await anext(late, None) is None

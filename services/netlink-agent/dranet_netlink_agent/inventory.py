@@ -199,6 +199,7 @@ class Inventory:
         self._scan_lock = asyncio.Lock()
         self._events = EventSocket(netns)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
 
     async def start(self) -> None:
         """Opens the event socket, then scans (so no change falls in between)."""
@@ -217,6 +218,7 @@ class Inventory:
                 await task
         self._tasks = []
         self._events.close()
+        self._stopped = True
         for queue in self._subscribers:
             _replace_backlog(queue, None)
 
@@ -339,6 +341,8 @@ class Inventory:
         """SNAPSHOT first, then ADDED/MODIFIED/REMOVED; ends when the inventory stops."""
         queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_LIMIT)
         self._subscribers.add(queue)
+        if self._stopped:
+            _replace_backlog(queue, None)
         try:
             yield self._snapshot()
             while (item := await queue.get()) is not None:
