@@ -156,6 +156,13 @@ async def test_subscriber_sees_veth_added_and_removed_within_a_second() -> None:
             ip("addr", "add", "10.9.0.1/24", "dev", "hot1", netns=lab.node)
             changed = await _until(stream, Kind.MODIFIED, "hot1", within=1.0)
             assert list(changed.ipv4) == ["10.9.0.1/24"]
+            # A default route makes it an uplink (route events), and undoing it frees it.
+            for name in ("hot1", "hot1p"):
+                ip("link", "set", name, "up", netns=lab.node)
+            ip("route", "add", "default", "dev", "hot1", netns=lab.node)
+            await _until(stream, Kind.REMOVED, "hot1", within=1.0)
+            ip("route", "del", "default", netns=lab.node)
+            await _until(stream, Kind.ADDED, "hot1", within=1.0)
             ip("link", "del", "hot1", netns=lab.node)
             removed = await _until(stream, Kind.REMOVED, "hot1", within=1.0)
             assert removed.ifname == "hot1"

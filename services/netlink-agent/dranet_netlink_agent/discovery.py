@@ -1,9 +1,10 @@
 """Netlink side of the inventory: consistent dumps and a change-event socket.
 
 `discover()` dumps links, addresses and main-table routes of one namespace
-(through `netns.ipr_in`, never forking). pyroute2 does not act on
-NLM_F_DUMP_INTR (the kernel's "this dump raced with a change" flag), so every
-dump is checked and retried. `EventSocket` listens to link, address and
+over a socket made there by `netns.netlink_socket` (a thread, never a fork).
+pyroute2 does not act on NLM_F_DUMP_INTR (the kernel's "this dump raced with
+a change" flag), so every dump is checked and retried; one that keeps racing
+is reported as incomplete. `EventSocket` listens to link, address and
 route multicast groups; the inventory only needs to know *that* something
 relevant changed, so datagrams are inspected with `struct`, not decoded.
 """
