@@ -65,12 +65,12 @@ async def test_stop_never_raises_even_without_an_agent(sockdir: Path) -> None:
     start = loop.time()
     await handlers.stop_pod_sandbox(make_pod("u", netns=NETNS))
     await handlers.remove_pod_sandbox(make_pod("u"))
-    assert loop.time() - start < 1.0
+    assert loop.time() - start < 1.2  # two calls, each bounded by its 0.3 s deadline
     assert count(metrics, "nri.StopPodSandbox", "error") == 1
     assert count(metrics, "nri.RemovePodSandbox", "error") == 1
-    with pytest.raises(PeerError, match="agent unreachable") as caught:
+    with pytest.raises(PeerError, match="AttachPod for pod default/web timed out") as caught:
         await handlers.run_pod_sandbox(make_pod("u", name="web", netns=NETNS))
-    assert "check that the netlink-agent container is running" in str(caught.value)
+    assert "not running; check its container and logs" in str(caught.value)
     assert count(metrics, "nri.RunPodSandbox", "error") == 1
     await chan.close(None)
 

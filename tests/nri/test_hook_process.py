@@ -18,7 +18,7 @@ import pytest
 from dranet_nri_hook.mux import encode_mux_frame
 from dranet_sandbox.standins.runtime import PluginRejectedError, RuntimeStandIn, make_pod
 
-from .fake_agent import FakeAgent
+from .fake_agent import FakeAgent, serve_fake_agent
 
 HOOK = Path(sys.executable).parent / "dranet-nri-hook"
 NETNS = "/var/run/netns/cni-2222"
@@ -115,7 +115,7 @@ async def test_slow_agent_fails_the_sandbox_with_a_clear_timeout(
         assert loop.time() - started < 2.0  # inside the runtime's budget: not dropped
         text = caught.value.plugin_message
         assert "AttachPod for pod default/db timed out after 0.5s" in text
-        assert "netlink agent is slow or stuck" in text
+        assert "netlink agent is slow, stuck or not running" in text
         # The plugin was not disconnected: it is still the only, live plugin.
         assert [p.label for p in rt.live_plugins()] == ["00-dranet"]
 
@@ -143,6 +143,28 @@ async def test_reassembles_runtime_frames_cut_anywhere(sockdir: Path, agent: Fak
             assert [(c.uid, c.netns) for c in agent.methods("AttachPod")] == [("big", NETNS)]
             outcomes = await rt.run_pod_sandbox(make_pod("big", netns=NETNS))
             assert [o.result for o in outcomes] == ["ok"]
+
+
+async def test_agent_starting_late_or_restarting_is_found_quickly(sockdir: Path) -> None:
+    fake = FakeAgent(claims={"p": "net1"})
+    async with runtime(sockdir, style="new") as rt, hook_process(sockdir):
+        await rt.wait_for_plugin(timeout=20)  # Synchronize found no agent: logged only
+        await asyncio.sleep(1.0)  # the hook's channel has been failing for a while
+        server = await serve_fake_agent(fake, str(sockdir / "agent.sock"))
+        try:
+            outcomes = await rt.run_pod_sandbox(make_pod("p", netns=NETNS))
+            assert [o.result for o in outcomes] == ["ok"]
+        finally:
+            await server.stop(None)
+        # The agent restarts (new process, same socket) while pods keep coming.
+        fake2 = FakeAgent(claims={"q": "net2"})
+        server = await serve_fake_agent(fake2, str(sockdir / "agent.sock"))
+        try:
+            outcomes = await rt.run_pod_sandbox(make_pod("q", netns=NETNS))
+            assert [o.result for o in outcomes] == ["ok"]
+            assert [c.uid for c in fake2.methods("AttachPod")] == ["q"]
+        finally:
+            await server.stop(None)
 
 
 async def test_pre_launched_process_on_an_inherited_fd(sockdir: Path, agent: FakeAgent) -> None:

@@ -75,7 +75,7 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerError(
             f"dranet: {call} for pod {pod} timed out after {timeout:g}s",
-            hint="the netlink agent is slow or stuck; check its logs",
+            hint="the netlink agent is slow, stuck or not running; check its container and logs",
         )
     if code == grpc.StatusCode.UNAVAILABLE:
         return PeerError(
@@ -83,6 +83,23 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
             hint="check that the netlink-agent container is running",
         )
     return PeerError(err.details() or f"dranet: {call} for pod {pod} failed ({code.name})")
+
+
+# An agent restart must not cost minutes of grpc's default reconnect backoff
+# (up to 120 s): with these, and wait_for_ready on every call, a call made
+# while the agent comes back waits for it within its deadline.
+AGENT_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+)
+
+
+def agent_channel(path: str, interceptors: Sequence[Any] = ()) -> grpc.aio.Channel:
+    """Channel to the agent's unix socket, reconnecting quickly."""
+    return grpc.aio.insecure_channel(
+        f"unix:{path}", options=list(AGENT_CHANNEL_OPTIONS), interceptors=list(interceptors)
+    )
 
 
 class PodHandlers:
@@ -116,7 +133,7 @@ class PodHandlers:
             request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
             deadline = self._deadline
             try:
-                reply = await self._agent.AttachPod(request, timeout=deadline)
+                reply = await self._agent.AttachPod(request, timeout=deadline, wait_for_ready=True)
             except grpc.aio.AioRpcError as err:
                 if not netns and err.code() not in _TRANSIENT:
                     raise _host_network(pod, err.details() or err.code().name) from err
@@ -155,7 +172,9 @@ class PodHandlers:
         deadline = self._deadline
         try:
             reply = await self._agent.DetachPod(
-                agent_pb2.DetachPodRequest(pod=ref, netns_path=netns), timeout=deadline
+                agent_pb2.DetachPodRequest(pod=ref, netns_path=netns),
+                timeout=deadline,
+                wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as err:
             failure = agent_failure("DetachPod", pod_label(ref), err, deadline)
@@ -195,7 +214,7 @@ class PodHandlers:
         live = {pod.uid for pod in pods}
         try:
             listed = await self._agent.ListAttachments(
-                agent_pb2.ListAttachmentsRequest(), timeout=self._deadline
+                agent_pb2.ListAttachmentsRequest(), timeout=self._deadline, wait_for_ready=True
             )
             stale = stale_attachments(listed.attachments, live)
         except grpc.aio.AioRpcError as err:
@@ -210,6 +229,7 @@ class PodHandlers:
             await self._agent.AttachPod(
                 agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=pod_netns(pod)),
                 timeout=self._deadline,
+                wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as err:
             log.warning("synchronize: AttachPod for pod %s: %s", pod_label(pod), err.details())

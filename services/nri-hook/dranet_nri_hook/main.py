@@ -11,12 +11,11 @@ import sys
 
 from dranet.agent.v1 import agent_pb2_grpc
 from dranet.errors import DranetError
-from dranet.grpcserver import unix_channel
 from dranet.lifecycle import run
 from dranet.logs import setup_logging
 from dranet.metrics import Metrics, start_metrics_server
 from dranet.telemetry import client_interceptors, setup_telemetry
-from dranet_nri_hook.handlers import PodHandlers
+from dranet_nri_hook.handlers import PodHandlers, agent_channel
 from dranet_nri_hook.plugin import NriPlugin
 from dranet_nri_hook.settings import HookSettings, load_settings, plugin_options
 
@@ -28,7 +27,7 @@ async def serve(settings: HookSettings, stop: asyncio.Event) -> None:
     telemetry = setup_telemetry("dranet-nri-hook")
     metrics = Metrics()
     exposition = start_metrics_server(settings.metrics_port, metrics.registry)
-    channel = unix_channel(settings.agent_socket, interceptors=client_interceptors())
+    channel = agent_channel(settings.agent_socket, client_interceptors())
     try:
         handlers = PodHandlers(
             agent_pb2_grpc.NetlinkAgentStub(channel),
