@@ -11,7 +11,7 @@ import pytest
 
 from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentStub
 from dranet.store import Store
-from dranet_kubelet_plugin.draservice import ClaimRef
+from dranet_kubelet_plugin.draservice import ClaimRef, Preparer
 from dranet_kubelet_plugin.filter import DeviceFilter
 from dranet_kubelet_plugin.kube import Kube
 from dranet_kubelet_plugin.prepare import ClaimPreparer
@@ -230,3 +230,10 @@ async def test_agent_down_is_a_per_claim_error(
         await channel.close(grace=None)
     assert "netlink agent" in outcomes["uid-a"].error
     assert store.get_claim("uid-a") is None
+
+
+def test_claim_preparer_is_a_draservice_preparer() -> None:
+    def as_preparer(preparer: ClaimPreparer) -> Preparer:
+        return preparer  # mypy checks the Protocol here
+
+    assert callable(as_preparer)

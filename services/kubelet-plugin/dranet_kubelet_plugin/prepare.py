@@ -43,6 +43,7 @@ from opentelemetry import trace
 from dranet import netconfig
 from dranet.agent.v1 import agent_pb2
 from dranet.errors import ConfigError, DranetError, NotFoundError
+from dranet.logs import log_context
 from dranet.store import ClaimRecord, PreparedDevice, Store
 from dranet.telemetry import current_carrier
 from dranet_kubelet_plugin.draservice import ClaimRef, PreparedDeviceRef, PrepareOutcome
@@ -194,7 +195,10 @@ class ClaimPreparer:
 
     async def _prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
         attrs = {"dranet.claim.uid": ref.uid, "dranet.claim": f"{ref.namespace}/{ref.name}"}
-        with tracer.start_as_current_span("prepare claim", attributes=attrs) as span:
+        with (
+            log_context(claim=f"{ref.namespace}/{ref.name}", claim_uid=ref.uid),
+            tracer.start_as_current_span("prepare claim", attributes=attrs) as span,
+        ):
             claim: dict[str, Any] | None = None
             try:
                 claim = await self._read_claim(ref)
@@ -311,6 +315,10 @@ class ClaimPreparer:
     # --- unprepare ------------------------------------------------------------
 
     async def _unprepare_one(self, ref: ClaimRef) -> str:
+        with log_context(claim=f"{ref.namespace}/{ref.name}", claim_uid=ref.uid):
+            return await self._release_and_forget(ref)
+
+    async def _release_and_forget(self, ref: ClaimRef) -> str:
         try:
             await self._agent.ReleaseClaim(
                 agent_pb2.ReleaseClaimRequest(claim_uid=ref.uid), timeout=self._agent_timeout
