@@ -48,7 +48,11 @@ def test_bad_values_are_refused(argv: list[str], message: str) -> None:
 
 def test_console_script_reports_a_bad_flag_in_one_line() -> None:
     done = subprocess.run(
-        [str(AGENT), "--crash-at", "whenever"], capture_output=True, text=True, timeout=30
+        [str(AGENT), "--crash-at", "whenever"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("dranet-netlink-agent: error:")
