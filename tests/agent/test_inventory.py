@@ -270,6 +270,12 @@ async def test_attached_devices_stay_listed_as_allocated() -> None:
                         "mtu": 9000,
                         "mac": "aa:bb:cc:00:00:01",
                         "pci_address": "0000:99:00.0",
+                        "kind": "device",
+                        "addresses": [
+                            {"address": "10.5.0.2", "prefixlen": 24},
+                            {"address": "fe80::1", "prefixlen": 64},
+                            {"address": "2001:db8::2", "prefixlen": 64},
+                        ],
                     },
                 )
             )
@@ -277,6 +283,11 @@ async def test_attached_devices_stay_listed_as_allocated() -> None:
             restarted = await _until(stream, Kind.ADDED, "pci-0000-99-00-0", within=2.0)
             assert restarted.ifname == "ens9" and restarted.mtu == 9000
             assert restarted.allocation.claim_uid == "claim-2"
+            assert (restarted.type, restarted.pci_address) == ("device", "0000:99:00.0")
+            assert (list(restarted.ipv4), list(restarted.ipv6)) == (
+                ["10.5.0.2/24"],
+                ["2001:db8::2/64"],
+            )
             # Detached and gone (a veth dies with its pod): no longer listed.
             rows.clear()
             await inv.rescan()

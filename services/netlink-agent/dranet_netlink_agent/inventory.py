@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -132,23 +133,35 @@ def build_device(link: LinkRecord, addresses: Discovery, sysfs: Sysfs) -> NetDev
     )  # fmt: skip
 
 
+def recorded_addresses(original: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Global (v4, v6) CIDRs of a host-state record's `addresses` [{address, prefixlen}]."""
+    v4: list[str] = []
+    v6: list[str] = []
+    for entry in original.get("addresses") or ():
+        try:
+            iface = ipaddress.ip_interface(f"{entry['address']}/{int(entry['prefixlen'])}")
+        except (KeyError, TypeError, ValueError):
+            continue
+        if iface.ip.is_link_local or iface.ip.is_loopback or iface.ip.is_multicast:
+            continue
+        (v4 if iface.version == 4 else v6).append(str(iface))
+    return tuple(sorted(v4)), tuple(sorted(v6))
+
+
 def device_from_original(name: str, original: dict[str, Any]) -> NetDevice:
     """A stand-in for an attached device never seen by this process (agent restart)."""
 
     def text(key: str) -> str:
         return str(original.get(key) or "")
 
-    def cidrs(key: str) -> tuple[str, ...]:
-        return tuple(sorted(str(a) for a in original.get(key) or ()))
-
+    v4, v6 = recorded_addresses(original)
     numa = original.get("numa_node")
     return NetDevice(
         name=name, ifname=text("ifname"), ifindex=int(original.get("ifindex") or 0),
         mac=text("mac"), permanent_mac=text("permanent_mac"),
         mtu=int(original.get("mtu") or 0), kind=text("kind"), state=text("state"),
-        alias=text("alias"), encapsulation=text("encapsulation"),
-        ipv4=cidrs("ipv4"), ipv6=cidrs("ipv6"), pci_address=text("pci_address"),
-        numa_node=int(numa) if isinstance(numa, int) else None,
+        alias=text("alias"), encapsulation=text("encapsulation"), ipv4=v4, ipv6=v6,
+        pci_address=text("pci_address"), numa_node=int(numa) if isinstance(numa, int) else None,
     )  # fmt: skip
 
 
