@@ -187,6 +187,8 @@ class ClaimStatusWriter:
                 except DranetError as exc:
                     log.warning("writing status of claim %s failed, will retry: %s", uid, exc)
                     self._pending.add(uid)
+                except Exception:  # a malformed claim must not stop status for the others
+                    log.exception("cannot write status of claim %s; skipped", uid)
             if self._pending:
                 await asyncio.sleep(self._reconnect_delay)
                 self._wake.set()
