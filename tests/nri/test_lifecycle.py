@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from dranet_nri_hook.plugin import (
     PluginService,
     event_mask,
 )
-from dranet_nri_hook.ttrpc import CallContext, Connection
+from dranet_nri_hook.ttrpc import CallContext, Connection, Handler, RpcError
 from dranet_sandbox.standins.runtime import PluginRejectedError, RuntimeStandIn, make_pod
 
 from .fake_agent import FakeAgent
@@ -67,6 +67,24 @@ async def runtime(sockdir: Path, **kwargs: object) -> AsyncIterator[RuntimeStand
         yield standin
     finally:
         await standin.stop()
+
+
+async def raw_plugin(
+    sockdir: Path, table: Mapping[tuple[str, str], Handler]
+) -> tuple[Mux, Connection]:
+    """A hand-made plugin serving `table`; returns its mux and Runtime client."""
+    reader, writer = await asyncio.open_unix_connection(str(sockdir / "nri.sock"))
+    mux = Mux(reader, writer)
+    Connection(mux.open(PLUGIN_SERVICE_CONN), table).start()
+    client = Connection(mux.open(RUNTIME_SERVICE_CONN))
+    client.start()
+    mux.start()
+    return mux, client
+
+
+async def register(client: Connection, name: str, index: str) -> None:
+    request = api_pb2.RegisterPluginRequest(plugin_name=name, plugin_idx=index)
+    await client.call_message(RUNTIME_SERVICE, "RegisterPlugin", request, api_pb2.Empty)
 
 
 @pytest.mark.parametrize(("style", "method"), [("old", "StateChange"), ("new", "RunPodSandbox")])
@@ -169,14 +187,8 @@ async def test_new_runtime_falls_back_to_state_change_on_unimplemented(
     dedicated = {"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"}
     table = {k: v for k, v in PluginService(events).handlers().items() if k[1] not in dedicated}
     async with runtime(sockdir, style="new") as rt:
-        reader, writer = await asyncio.open_unix_connection(str(sockdir / "nri.sock"))
-        mux = Mux(reader, writer)
-        Connection(mux.open(PLUGIN_SERVICE_CONN), table).start()
-        client = Connection(mux.open(RUNTIME_SERVICE_CONN))
-        client.start()
-        mux.start()
-        register = api_pb2.RegisterPluginRequest(plugin_name="legacy", plugin_idx="10")
-        await client.call_message(RUNTIME_SERVICE, "RegisterPlugin", register, api_pb2.Empty)
+        mux, client = await raw_plugin(sockdir, table)
+        await register(client, "legacy", "10")
         link = await rt.wait_for_plugin()
         first = await rt.run_pod_sandbox(make_pod("a", netns=NETNS))
         second = await rt.stop_pod_sandbox(make_pod("a"))
@@ -246,14 +258,8 @@ async def test_runtime_drops_a_plugin_that_misses_the_deadline(sockdir: Path) ->
         (PLUGIN_SERVICE, "RunPodSandbox"): sleepy,
     }
     async with runtime(sockdir, style="new", request_timeout=0.2) as rt:
-        reader, writer = await asyncio.open_unix_connection(str(sockdir / "nri.sock"))
-        mux = Mux(reader, writer)
-        Connection(mux.open(PLUGIN_SERVICE_CONN), table).start()
-        client = Connection(mux.open(RUNTIME_SERVICE_CONN))
-        client.start()
-        mux.start()
-        register = api_pb2.RegisterPluginRequest(plugin_name="sleepy", plugin_idx="05")
-        await client.call_message(RUNTIME_SERVICE, "RegisterPlugin", register, api_pb2.Empty)
+        mux, client = await raw_plugin(sockdir, table)
+        await register(client, "sleepy", "05")
         await rt.wait_for_plugin()
         outcomes = await rt.run_pod_sandbox(make_pod("p", netns=NETNS))
         # The pod proceeds without the plugin, which is disconnected (EOF).
@@ -299,3 +305,25 @@ async def test_pre_launched_plugin_on_an_inherited_socket(sockdir: Path, agent: 
     finally:
         task.cancel()
         await channel.close(None)
+
+
+async def test_runtime_rejects_bad_plugins(sockdir: Path) -> None:
+    async def too_new(body: bytes, ctx: CallContext) -> bytes:
+        return api_pb2.ConfigureResponse(events=0x800).SerializeToString()  # UPDATE_POD_SANDBOX
+
+    async with runtime(sockdir, style="old", registration_timeout=0.3) as rt:
+        # Event bits an old runtime does not know: dropped after Configure.
+        mux, client = await raw_plugin(sockdir, {(PLUGIN_SERVICE, "Configure"): too_new})
+        await register(client, "greedy", "01")
+        await asyncio.wait_for(mux.closed.wait(), 2)
+        assert "invalid plugin events: 0x800" in rt.plugins[0].dropped
+        # An invalid index is refused with the runtime's message.
+        mux2, client2 = await raw_plugin(sockdir, {})
+        with pytest.raises(RpcError, match="invalid plugin index"):
+            await register(client2, "ok", "1")
+        # Silence: no RegisterPlugin within the registration timeout.
+        mux3, _ = await raw_plugin(sockdir, {})
+        await asyncio.wait_for(mux3.closed.wait(), 2)
+        assert rt.live_plugins() == []
+        for m in (mux, mux2, mux3):
+            await m.close()
