@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dranet.store import AttachmentPhase, Store
 from dranet_netlink_agent.attach import PodRef, attach_pod
@@ -171,3 +175,29 @@ async def test_several_devices_and_claims_attach_together(
     recs = await attach_pod(ctx, POD, lab.path(pod))
     assert sorted(r.device for r in recs) == ["nic6", "nic7", "nic8"]
     assert sorted(kit.pod_links(pod)) == ["lo", "net7", "nic6", "nic8"]
+
+
+async def test_attach_span_links_to_the_prepare_span(
+    lab: NetLab, ctx: AgentContext, plugin_store: Store, kit: Any
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    ctx.tracer = provider.get_tracer("test")
+    lab.add_nic("nict")
+    pod = lab.add_pod()
+    prepare_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    rec = kit.claim(plugin_store, POD.uid, ("nict", {"interface": {"name": "net1"}}))
+    plugin_store.put_claim(
+        dataclasses.replace(
+            rec, trace_context={"traceparent": f"00-{prepare_trace}-00f067aa0ba902b7-01"}
+        )
+    )
+
+    await attach_pod(ctx, POD, lab.path(pod))
+
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "attach device"]
+    assert [format(link.context.trace_id, "032x") for link in span.links] == [prepare_trace]
+    attrs = dict(span.attributes or {})
+    assert attrs["k8s.pod.uid"] == POD.uid and attrs["dranet.device"] == "nict"
+    assert attrs["dranet.interface"] == "net1" and attrs["dranet.claim.uid"] == "claim-1"

@@ -129,3 +129,21 @@ async def test_device_returned_under_its_pod_name_is_found_and_restored(
     assert done.outcome == Outcome.RESTORED
     assert lab.link("net1", lab.node) is None
     assert kit.snapshot(lab.node, "nicd") == before
+
+
+async def test_a_device_renamed_inside_the_pod_is_still_given_back(
+    lab: NetLab, ctx: AgentContext, plugin_store: Store, kit: Any
+) -> None:
+    _rich_nic(lab)
+    pod = lab.add_pod()
+    before = kit.snapshot(lab.node, "nicd")
+    kit.claim(plugin_store, POD.uid, ("nicd", CONFIG))
+    await attach_pod(ctx, POD, lab.path(pod))
+    ip("link", "set", "net1", "down", netns=pod)
+    ip("link", "set", "net1", "name", "renamed0", netns=pod)
+
+    (done,) = await detach_pod(ctx, POD.uid)
+
+    assert done.outcome == Outcome.RESTORED
+    assert kit.pod_links(pod) == ["lo"]
+    assert kit.snapshot(lab.node, "nicd") == before

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dranet.errors import InvalidArgumentError, NetworkStepError, RefusedError
+from dranet.logs import log_context
 from dranet.netconfig import NetworkConfig, parse_config
 from dranet.store import AttachmentPhase, AttachmentRecord, ClaimRecord, PreparedDevice
+from dranet.telemetry import link_from_carrier
 from dranet_netlink_agent.configure import PodChanges, configure_pod, reason, undo_pod_changes
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back
@@ -112,7 +114,38 @@ async def _check_pod_names(path: str, plans: Sequence[_Plan]) -> None:
                 )
 
 
+def span_attributes(pod: PodRef, claim: ClaimRecord, device: str, ifname: str) -> dict[str, str]:
+    return {
+        "k8s.pod.uid": pod.uid,
+        "k8s.namespace.name": pod.namespace,
+        "k8s.pod.name": pod.name,
+        "dranet.claim.uid": claim.uid,
+        "dranet.claim.name": f"{claim.namespace}/{claim.name}",
+        "dranet.device": device,
+        "dranet.interface": ifname,
+    }
+
+
 async def attach_device(ctx: AgentContext, pod: PodRef, path: str, plan: _Plan) -> AttachmentRecord:
+    """One traced device transaction, linked to the claim's prepare span."""
+    link = link_from_carrier(plan.claim.trace_context)
+    attributes = span_attributes(pod, plan.claim, plan.prepared.device, plan.pod_ifname)
+    with (
+        log_context(
+            pod=f"{pod.namespace}/{pod.name}", claim=plan.claim.uid, device=plan.prepared.device
+        ),  # fmt: skip
+        ctx.tracer.start_as_current_span(
+            "attach device", links=[link] if link else None, attributes=attributes
+        ),
+    ):
+        rec = await _attach_device(ctx, pod, path, plan)
+        log.info("attached %s as %s", plan.device.ifname, rec.pod_ifname)
+        return rec
+
+
+async def _attach_device(
+    ctx: AgentContext, pod: PodRef, path: str, plan: _Plan
+) -> AttachmentRecord:
     """The per-device transaction; on failure the device is back on the node."""
     dev, cfg, name = plan.device, plan.config, plan.prepared.device
     async with rtnl(ctx.node_netns) as node:

@@ -171,6 +171,7 @@ async def describe_result(ipr: AsyncIPRoute, index: int) -> dict[str, Any]:
     addrs = await addresses_of(ipr, index)
     return {
         "name": link["ifname"],
+        "ifindex": link["ifindex"],  # to find it again if the pod renames it
         "mac": link["mac"],
         "mtu": link["mtu"],
         "ips": [f"{a['address']}/{a['prefixlen']}" for a in addrs],

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry.trace import Tracer
+
 from dranet.store import AttachmentRecord, Store
+from dranet.telemetry import tracer
 from dranet_netlink_agent.linkops import own_netns_fd
 from dranet_netlink_agent.netns import open_netns
 from dranet_netlink_agent.netnspaths import DEFAULT_ROOTS
@@ -65,6 +68,7 @@ class AgentContext:
     # Called with ("attached"|"detached", record) after each change.
     listener: Callable[[str, AttachmentRecord], None] = _no_listener
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    tracer: Tracer = field(default_factory=lambda: tracer("dranet.netlink-agent"))
 
     def node_fd(self) -> int:
         """A fresh fd of the node namespace (the caller closes it)."""

@@ -20,6 +20,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 
 from dranet.errors import DranetError, NetworkStepError
+from dranet.logs import log_context
 from dranet.store import AttachmentRecord
 from dranet_netlink_agent.configure import PodChanges, reason, undo_pod_changes
 from dranet_netlink_agent.context import AgentContext, log
@@ -51,16 +52,33 @@ def _netns_alive(path: str) -> bool:
     return True
 
 
+def _same_device(link: dict[str, Any] | None, orig: dict[str, Any]) -> bool:
+    if link is None or link.get("kind") != orig.get("kind"):
+        return False
+    perm = orig.get("permanent_mac")
+    return not perm or link["permanent_mac"] in ("", perm)
+
+
+async def _find_in_pod(pod: AsyncIPRoute, rec: AttachmentRecord) -> dict[str, Any] | None:
+    """The device in the pod: by its pod-side name, else by the ifindex it had there."""
+    link = await get_link(pod, ifname=rec.pod_ifname)
+    if _same_device(link, rec.original):
+        return link
+    index = rec.result.get("ifindex")
+    if index:
+        link = await get_link(pod, index=int(index))
+        if _same_device(link, rec.original):
+            return link
+    return None
+
+
 async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> bool:
     """Moves the link from the pod to the node with its recorded L2 state; False if absent."""
     if not _netns_alive(rec.netns_path):
         return False
     async with rtnl(rec.netns_path) as pod:
         changes = PodChanges.from_json(rec.result.get("pod_changes"))
-        link = await get_link(pod, ifname=rec.pod_ifname)
-        perm = rec.original.get("permanent_mac")
-        if link is not None and perm and link["permanent_mac"] not in ("", perm):
-            link = None  # same name, another device: not ours
+        link = await _find_in_pod(pod, rec)
         if link is None:
             with contextlib.suppress(Exception):
                 await undo_pod_changes(pod, changes)
@@ -111,6 +129,25 @@ async def _find_on_node(
 
 async def give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
     """Returns the device of `rec` to the node as recorded. Idempotent."""
+    attributes = {
+        "k8s.pod.uid": rec.pod_uid,
+        "dranet.claim.uid": rec.claim_uid,
+        "dranet.device": rec.device,
+        "dranet.interface": rec.pod_ifname,
+        "dranet.attachment.phase": str(rec.phase),
+    }
+    with (
+        log_context(
+            pod=f"{rec.pod_namespace}/{rec.pod_name}", claim=rec.claim_uid, device=rec.device
+        ),  # fmt: skip
+        ctx.tracer.start_as_current_span("give back device", attributes=attributes) as span,
+    ):
+        done = await _give_back(ctx, rec)
+        span.set_attribute("dranet.outcome", str(done.outcome))
+        return done
+
+
+async def _give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
     moved = await _move_out_of_pod(ctx, rec)
     async with rtnl(ctx.node_netns) as node:
         index = await _find_on_node(ctx, node, rec, moved)
