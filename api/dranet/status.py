@@ -235,13 +235,20 @@ def build_report(
                 f"{row.phase}) that the agent does not report: an attach or detach was "
                 "interrupted; the agent finishes it when it restarts, check its logs"
             )
+    device_list = device_rows(devices, claims or (), records)
+    for dev in (d for d in device_list if d.state == MISSING):
+        problems.append(
+            f"claim {dev.claim} ({dev.claim_uid}) was prepared with device {dev.name}, which "
+            "the agent does not list: the NIC is gone, renamed or now an uplink, so its pod "
+            "cannot start; check `ip link` on the node and the agent's logs"
+        )
     pods = pod_names(agent_attachments or (), records)
     return StatusReport(
         agent_socket=agent_socket,
         store_path=store_path,
         agent_error=agent_error,
         store_error=store_error,
-        devices=tuple(device_rows(devices, claims or (), records)),
+        devices=tuple(device_list),
         claims=None if claims is None else tuple(claim_rows(claims, pods)),
         attachments=tuple(attachments),
         problems=tuple(problems),
