@@ -147,7 +147,12 @@ class DeviceHealthTracker:
         return self._view() != before
 
     def disconnected(self, now: float, reason: str) -> bool:
-        """The agent stream is gone: every device turns UNKNOWN until the next SNAPSHOT."""
+        """The agent stream is gone: every device turns UNKNOWN until the next SNAPSHOT.
+
+        Failed reconnects change nothing: the first loss's reason is kept.
+        """
+        if not self.connected and self.ready:
+            return False
         before = self._view()
         if self.connected:
             self.last_contact = now
@@ -307,7 +312,9 @@ class DeviceHealthServicer(health_grpc.DRAResourceHealthServicer):
                         self.changed()
             except grpc.aio.AioRpcError as exc:
                 reason = f"device watch failed: {exc.code().name}: {exc.details()}"
-            log.warning("%s; device health is UNKNOWN until it reconnects", reason)
+            # Said once per loss, not on every failed reconnect.
+            if self.tracker.connected or not self.tracker.ready:
+                log.warning("%s; device health is UNKNOWN until it reconnects", reason)
             if self.tracker.disconnected(self._clock(), reason):
                 self.changed()
             await asyncio.sleep(reconnect_delay)
