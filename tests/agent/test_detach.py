@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from dranet.errors import NetworkStepError
 from dranet.store import Store
 from dranet_netlink_agent.attach import PodRef, attach_pod
 from dranet_netlink_agent.context import AgentContext
@@ -147,3 +148,26 @@ async def test_a_device_renamed_inside_the_pod_is_still_given_back(
     assert done.outcome == Outcome.RESTORED
     assert kit.pod_links(pod) == ["lo"]
     assert kit.snapshot(lab.node, "nicd") == before
+
+
+async def test_a_name_taken_on_the_node_keeps_the_row_until_it_is_freed(
+    lab: NetLab, ctx: AgentContext, plugin_store: Store, kit: Any
+) -> None:
+    _rich_nic(lab)
+    pod = lab.add_pod()
+    before = kit.snapshot(lab.node, "nicd")
+    kit.claim(plugin_store, POD.uid, ("nicd", CONFIG))
+    await attach_pod(ctx, POD, lab.path(pod))
+    ip("link", "add", "nicd", "type", "veth", "peer", "name", "squat", netns=lab.node)
+
+    with pytest.raises(NetworkStepError, match="is taken on the node") as err:
+        await detach_pod(ctx, POD.uid)
+
+    assert err.value.step == "restore on node"
+    assert kit.pod_links(pod) == ["lo"]  # out of the pod, waiting under a temporary name
+    assert len(ctx.store.list_attachments()) == 1
+    ip("link", "del", "nicd", netns=lab.node)
+    (done,) = await detach_pod(ctx, POD.uid)
+    assert done.outcome == Outcome.RESTORED
+    assert kit.snapshot(lab.node, "nicd") == before
+    assert ctx.store.list_attachments() == []

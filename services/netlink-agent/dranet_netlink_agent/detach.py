@@ -12,6 +12,7 @@ nowhere was a virtual device destroyed with the namespace: LOST, not an error.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +26,7 @@ from dranet.store import AttachmentRecord
 from dranet_netlink_agent.configure import PodChanges, reason, undo_pod_changes
 from dranet_netlink_agent.context import AgentContext, log
 from dranet_netlink_agent.hoststate import link_values, restore_on_node
-from dranet_netlink_agent.linkops import get_link, links, rtnl, set_link, set_state
+from dranet_netlink_agent.linkops import get_link, is_errno, links, rtnl, set_link, set_state
 from dranet_netlink_agent.netns import open_netns
 
 
@@ -72,40 +73,59 @@ async def _find_in_pod(pod: AsyncIPRoute, rec: AttachmentRecord) -> dict[str, An
     return None
 
 
-async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> bool:
-    """Moves the link from the pod to the node with its recorded L2 state; False if absent."""
+def temp_name(rec: AttachmentRecord) -> str:
+    """The name a device comes back under when its recorded name is taken on the node."""
+    return f"dranet{rec.result.get('ifindex') or rec.original.get('ifindex', 0)}"[:15]
+
+
+async def _move(ctx: AgentContext, pod: AsyncIPRoute, index: int, rec: AttachmentRecord) -> str:
+    """Moves the link to the node with its recorded L2 state; returns its name there."""
+    values = link_values(rec.original)
+    async with rtnl(ctx.node_netns) as node:
+        if await get_link(node, ifname=values["ifname"]) is not None:
+            # Its name is taken on the node: bring it back under a temporary
+            # name rather than leave it in a namespace that may soon die.
+            log.warning("%s is taken on the node; moving %s back as %s",
+                        values["ifname"], rec.device, temp_name(rec))  # fmt: skip
+            values["ifname"] = temp_name(rec)
+    fd = ctx.node_fd()
+    try:
+        await set_link(pod, index, **values, netns_fd=fd)
+    finally:
+        os.close(fd)
+    return str(values["ifname"])
+
+
+async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> str:
+    """Moves the link from the pod to the node; its name there, or "" if it was not there."""
     if not _netns_alive(rec.netns_path):
-        return False
+        return ""
     async with rtnl(rec.netns_path) as pod:
         changes = PodChanges.from_json(rec.result.get("pod_changes"))
         link = await _find_in_pod(pod, rec)
         if link is None:
             with contextlib.suppress(Exception):
                 await undo_pod_changes(pod, changes)
-            return False
+            return ""
         try:
             await set_state(pod, link["ifindex"], False)
-            fd = ctx.node_fd()
-            try:
-                await set_link(pod, link["ifindex"], **link_values(rec.original), netns_fd=fd)
-            finally:
-                os.close(fd)
+            name = await _move(ctx, pod, link["ifindex"], rec)
         except Exception as exc:
             raise NetworkStepError("move back to node", rec.device, reason(exc)) from exc
         with contextlib.suppress(Exception):
             await undo_pod_changes(pod, changes)
-    return True
+    return name
 
 
 async def _find_on_node(
-    ctx: AgentContext, node: AsyncIPRoute, rec: AttachmentRecord, moved: bool
+    ctx: AgentContext, node: AsyncIPRoute, rec: AttachmentRecord, moved_as: str
 ) -> int | None:
     """The node ifindex of the recorded device, or None."""
     orig: dict[str, Any] = rec.original
     present = await links(node)
-    if moved:
+    if moved_as:  # we just moved it here under this name
         for link in present:
-            if link["ifname"] == orig["ifname"]:
+            if link["ifname"] == moved_as:
                 return int(link["ifindex"])
     perm = orig.get("permanent_mac") or ""
     if perm:
@@ -119,6 +139,9 @@ async def _find_on_node(
             for link in present:
                 if link["ifname"] == dev.ifname:
                     return int(link["ifindex"])
+    for link in present:
+        if link["ifname"] == temp_name(rec) and link.get("kind") == orig.get("kind"):
+            return int(link["ifindex"])
     names = {orig.get("ifname"), rec.pod_ifname}
     for link in present:
         same = link["ifindex"] == orig.get("ifindex") and link["ifname"] in names
@@ -148,9 +171,9 @@ async def give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
 
 
 async def _give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
-    moved = await _move_out_of_pod(ctx, rec)
+    moved_as = await _move_out_of_pod(ctx, rec)
     async with rtnl(ctx.node_netns) as node:
-        index = await _find_on_node(ctx, node, rec, moved)
+        index = await _find_on_node(ctx, node, rec, moved_as)
         if index is None:
             log.info(
                 "device %s of claim %s was destroyed with the pod namespace",
@@ -167,7 +190,13 @@ async def _give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
         try:
             await restore_on_node(node, index, rec.original)
         except Exception as exc:
-            raise NetworkStepError("restore on node", rec.device, reason(exc)) from exc
+            hint = ""
+            if is_errno(exc, errno.EEXIST) and await get_link(node, ifname=rec.host_ifname):
+                hint = (
+                    f"{rec.host_ifname} is taken on the node by another interface; the device "
+                    f"waits there as {temp_name(rec)}: free the name and detach again"
+                )
+            raise NetworkStepError("restore on node", rec.device, reason(exc), hint=hint) from exc
     return Detached(
         rec.claim_uid, rec.device, Outcome.RESTORED, f"{rec.host_ifname} restored on the node"
     )
