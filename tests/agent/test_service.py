@@ -12,7 +12,7 @@ import pytest
 
 from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
 from dranet.grpcserver import UnixServer, unix_channel
-from dranet.store import Store
+from dranet.store import AttachmentPhase, Store
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.service import AttachmentHub, NetlinkAgentService
 from dranet_sandbox.netlab import NetLab
@@ -175,3 +175,46 @@ async def test_a_device_attached_to_another_pod_is_refused(
     assert kit.snapshot(owner, "nicf") == before
     assert kit.pod_links(foreign) == ["lo"]
     assert [r.pod_uid for r in ctx.store.list_attachments()] == [POD.uid]
+
+
+class SlowResolver:
+    """Misses the device once, and rescans slowly: an attach outlives a short deadline."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.missed = inner, False
+
+    def find(self, name: str) -> Any:
+        if not self.missed:
+            self.missed = True
+            return None
+        return self.inner.find(name)
+
+    async def rescan(self) -> None:
+        await asyncio.sleep(0.5)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_an_attach_outliving_its_deadline_still_completes(
+    lab: NetLab, ctx: AgentContext, plugin_store: Store, kit: Any, stub: Any
+) -> None:
+    lab.add_nic("nicw", node_cidr="10.54.0.2/24")
+    pod = lab.add_pod()
+    kit.claim(plugin_store, POD.uid, ("nicw", {"interface": {"name": "net1"}}))
+    ctx.resolver = SlowResolver(ctx.resolver)
+    request = agent_pb2.AttachPodRequest(pod=POD, netns_path=lab.path(pod))
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.AttachPod(request, timeout=0.1)
+
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(50):  # the shielded attach carries on without its caller
+        rows = ctx.store.list_attachments()
+        if rows and rows[0].phase == AttachmentPhase.ATTACHED:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.phase for r in rows] == [AttachmentPhase.ATTACHED]
+    resp = await stub.AttachPod(request)
+    assert [i.interface_name for i in resp.interfaces] == ["net1"]
+    assert kit.pod_links(pod) == ["lo", "net1"]

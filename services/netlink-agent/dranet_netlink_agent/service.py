@@ -110,6 +110,18 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
         self._ctx = ctx
         self._devices = devices
         self._hub = hub
+        self._running: set[asyncio.Task[Any]] = set()
+
+    async def _whole(self, work: Awaitable[T]) -> T:
+        """Runs a transaction to its end even if the caller gives up (deadline, disconnect).
+
+        A half-done attach must never be abandoned: the caller's retry then
+        finds it attached (idempotent) or rolled back.
+        """
+        task = asyncio.ensure_future(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
 
     async def ListDevices(
         self, request: agent_pb2.ListDevicesRequest, context: Any
@@ -126,7 +138,8 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
         self, request: agent_pb2.AttachPodRequest, context: Any
     ) -> agent_pb2.AttachPodResponse:
         async def call() -> agent_pb2.AttachPodResponse:
-            recs = await attach_pod(self._ctx, _pod(request.pod), request.netns_path)
+            pod = _pod(request.pod)
+            recs = await self._whole(attach_pod(self._ctx, pod, request.netns_path))
             return agent_pb2.AttachPodResponse(interfaces=[interface_result(r) for r in recs])
 
         return await guarded(context, call)
@@ -135,7 +148,7 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
         self, request: agent_pb2.DetachPodRequest, context: Any
     ) -> agent_pb2.DetachPodResponse:
         async def call() -> agent_pb2.DetachPodResponse:
-            done = await detach_pod(self._ctx, _pod(request.pod).uid)
+            done = await self._whole(detach_pod(self._ctx, _pod(request.pod).uid))
             return agent_pb2.DetachPodResponse(devices=[detached(d) for d in done])
 
         return await guarded(context, call)
@@ -146,7 +159,7 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
         async def call() -> agent_pb2.ReleaseClaimResponse:
             if not request.claim_uid:
                 raise InvalidArgumentError("claim_uid is empty")
-            done = await release_claim(self._ctx, request.claim_uid)
+            done = await self._whole(release_claim(self._ctx, request.claim_uid))
             return agent_pb2.ReleaseClaimResponse(devices=[detached(d) for d in done])
 
         return await guarded(context, call)
