@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from dranet_netlink_agent.ethtool import apply_ethtool
 from dranet_netlink_agent.hoststate import addresses_of, global_addresses
 from dranet_netlink_agent.linkops import get_link, set_state, tolerate
 from dranet_netlink_agent.netns import Target, arun_in_netns
+
+log = logging.getLogger("dranet.agent")
 
 
 @dataclass
@@ -112,6 +115,10 @@ async def configure_pod(
     if link is None:
         raise NetworkStepError("find link in pod", device, f"no link with index {index}")
     ifname = link["ifname"]
+    if cfg.interface.disable_ebpf_programs:
+        # The move itself drops the device's qdiscs, so classic TC BPF filters
+        # are gone; TCX and XDP programs are not detached by this agent yet.
+        log.warning("disableEbpfPrograms: TC filters went with the move; TCX/XDP left as is")
     sysctls = sysctl_values(cfg, ifname)
     if sysctls:
         async with step("sysctls", device):
