@@ -30,7 +30,7 @@ from dranet.errors import ConfigError
 from dranet.netconfig import merge_configs, parse_config, to_json
 from dranet_kubelet_plugin.prepare import ClaimError, configs_for_result, resolve_config
 
-from .markdown_support import Block, blocks, code, code_spans, tables
+from .markdown_support import Block, blocks, code, code_spans, outside_blocks, tables
 
 DRIVER = "dra.net"
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "claim-configuration.md"
@@ -268,3 +268,20 @@ def test_fragment_tables_are_present() -> None:
 def test_documented_fragment_is_in_its_module(line: int, fragment: str, module: str) -> None:
     source = inspect.getsource(importlib.import_module(module))
     assert fragment in source, f"line {line}: {fragment!r} not found in {module}"
+
+
+# --- links ----------------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    text = heading.strip().lower().replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def test_in_page_links_point_at_headings() -> None:
+    text = outside_blocks(DOC)  # a "# comment" in a code block is no heading
+    anchors = {_slug(m) for m in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)}
+    links = re.findall(r"\]\(#([^)]+)\)", DOC)
+    assert links, "no in-page links found"
+    assert sorted(set(links) - anchors) == []
