@@ -107,6 +107,7 @@ async def test_host_addresses_and_routes_carry_over_and_ping_works(
     lab.add_nic("nic2", node_cidr="10.20.0.2/24", fabric_cidr="10.20.0.1/24")
     ip("route", "add", "10.99.0.0/16", "via", "10.20.0.1", netns=lab.node)
     ip("route", "add", "10.98.0.0/16", "via", "10.20.0.1", "table", "42", netns=lab.node)
+    ip("rule", "add", "from", "10.20.0.0/24", "table", "42", "prio", "500", netns=lab.node)
     pod = lab.add_pod()
     kit.claim(plugin_store, POD.uid, ("nic2", {}))
 
@@ -119,6 +120,8 @@ async def test_host_addresses_and_routes_carry_over_and_ping_works(
     assert any(r["dst"] == "10.99.0.0/16" and r["gateway"] == "10.20.0.1" for r in routes)
     t42 = ip_json("route", "show", "table", "42", netns=pod)
     assert [r["dst"] for r in t42] == ["10.98.0.0/16"]
+    carried = [r for r in kit.rules(pod) if r.get("table") == "42"]
+    assert [(r["priority"], r["src"], r["srclen"]) for r in carried] == [(500, "10.20.0.0", 24)]
     netns_exec(pod, "ping", "-c", "1", "-W", "2", "10.20.0.1")
 
 

@@ -149,3 +149,12 @@ def test_restore_order_and_diff() -> None:
     problems = diff(state, changed)
     assert problems[0] == "mtu: 1500 -> 9000" and problems[1].startswith("addresses:")
     assert "alias" not in link_values(state)  # an empty alias is not written back
+
+
+def test_host_rules_follow_configured_ones_without_duplicates() -> None:
+    cfg = parse_config({"rules": [{"priority": 100, "source": "10.0.0.0/24", "table": 10}]})
+    configured = plan_rules(cfg)[0]
+    host = [dict(configured), {"table": 42, "family": AF_INET, "priority": 500}]
+    assert plan_rules(cfg, host) == [configured, host[1]]
+    vrf = parse_config({"interface": {"vrf": {"name": "red"}}})
+    assert plan_rules(vrf, host) == []

@@ -38,6 +38,7 @@ def _rich_nic(lab: NetLab, name: str = "nicd", *, up: bool = True) -> None:
     if up:
         ip("route", "add", "10.142.0.0/16", "via", "10.41.0.1", netns=lab.node)
         ip("route", "add", "10.143.0.0/16", "via", "10.41.0.1", "table", "43", netns=lab.node)
+        ip("rule", "add", "to", "10.143.0.0/16", "table", "43", "prio", "430", netns=lab.node)
         ip("route", "add", "10.144.0.0/16", "dev", name, "src", "10.41.0.9", netns=lab.node)
         ip("neigh", "add", "10.41.0.77", "lladdr", "02:00:00:00:41:77", "dev", name,
            "nud", "permanent", netns=lab.node)  # fmt: skip
@@ -67,6 +68,7 @@ async def test_detach_restores_the_recorded_state(
 
     assert done.outcome == Outcome.RESTORED
     assert kit.pod_links(pod) == ["lo"]
+    assert not [r for r in kit.rules(pod) if r.get("table") == "43"]  # carried rule removed
     assert kit.snapshot(lab.node, "nicd") == before
     assert diff(recorded, await _record(lab, "nicd")) == []
     assert ctx.store.list_attachments() == []
@@ -171,3 +173,21 @@ async def test_a_name_taken_on_the_node_keeps_the_row_until_it_is_freed(
     assert done.outcome == Outcome.RESTORED
     assert kit.snapshot(lab.node, "nicd") == before
     assert ctx.store.list_attachments() == []
+
+
+async def test_carried_routes_and_rules_leave_the_pod_with_the_device(
+    lab: NetLab, ctx: AgentContext, plugin_store: Store, kit: Any
+) -> None:
+    _rich_nic(lab)
+    pod = lab.add_pod()
+    before = kit.snapshot(lab.node, "nicd")
+    kit.claim(plugin_store, POD.uid, ("nicd", {}))  # host addresses, routes and rules carried
+    await attach_pod(ctx, POD, lab.path(pod))
+    assert [r["priority"] for r in kit.rules(pod) if r.get("table") == "43"] == [430]
+    assert kit.ip_json("route", "show", "table", "43", netns=pod)
+
+    await detach_pod(ctx, POD.uid)
+
+    assert not [r for r in kit.rules(pod) if r.get("table") == "43"]
+    assert kit.snapshot(lab.node, "nicd") == before
+    assert [r["priority"] for r in kit.rules(lab.node) if r.get("table") == "43"] == [430]

@@ -150,7 +150,10 @@ async def configure_pod(
         planned = routing.plan_routes(cfg, original.get("routes", []), ips)
         await routing.apply_routes(ipr, index, planned)
     async with step("rules", device):
-        changes.rules.extend(await routing.apply_rules(ipr, routing.plan_rules(cfg)))
+        carried = {r["table"] for r in planned}
+        host_rules = [r for r in original.get("rules", []) if r["table"] in carried]
+        rules = routing.plan_rules(cfg, host_rules)
+        changes.rules.extend(await routing.apply_rules(ipr, rules))
     async with step("neighbors", device):
         await routing.apply_neighbors(ipr, index, cfg)
         for neigh in original.get("neighbors", []):

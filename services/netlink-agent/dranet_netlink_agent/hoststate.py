@@ -4,7 +4,9 @@
 name, ifindex, MTU, MAC, permanent MAC, PCI address, alias, up/down, GSO/GRO
 sizes, the interface's addresses, its routes (every table but `local`,
 kernel-made routes left out: they come back with the addresses) and its
-permanent neighbours. The result is a plain JSON-able dict stored in the
+permanent neighbours, plus the policy rules that point at the tables those
+routes use (carried into the pod as dranet does; never removed from the
+node, so never restored). The result is a plain JSON-able dict stored in the
 attachment row (`AttachmentRecord.original`).
 
 `restore_on_node` puts that state back on a link that is already in the node
@@ -22,6 +24,8 @@ from pyroute2 import AsyncIPRoute
 
 from dranet_netlink_agent.linkops import get_link, set_link, set_state, tolerate
 
+RT_TABLE_DEFAULT = 253
+RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
 RTPROT_KERNEL = 2
 RT_SCOPE_LINK = 253
@@ -132,6 +136,25 @@ async def neighbors_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
     return found
 
 
+async def rules_for_tables(ipr: AsyncIPRoute, tables: set[int]) -> list[dict[str, Any]]:
+    """Policy rules pointing at `tables`, as `rule("add")` keywords (dranet carries these)."""
+    found = []
+    for family in (AF_INET, AF_INET6):
+        async for msg in await ipr.rule("dump", family=family):
+            table = int(msg.get("FRA_TABLE") or msg["table"])
+            if table not in tables or msg["action"] != 1:  # FR_ACT_TO_TBL only
+                continue
+            rule: dict[str, Any] = {"table": table, "family": family}
+            if msg.get("FRA_PRIORITY") is not None:
+                rule["priority"] = int(msg.get("FRA_PRIORITY"))
+            for key, nla in (("src", "FRA_SRC"), ("dst", "FRA_DST")):
+                if msg.get(nla):
+                    rule[key] = msg.get(nla)
+                    rule[f"{key}_len"] = int(msg[f"{key}_len"])
+            found.append(rule)
+    return found
+
+
 async def capture(
     ipr: AsyncIPRoute, index: int, *, permanent_mac: str = "", pci_address: str = ""
 ) -> dict[str, Any]:
@@ -145,6 +168,8 @@ async def capture(
     state["addresses"] = await addresses_of(ipr, index)
     state["routes"] = await routes_of(ipr, index)
     state["neighbors"] = await neighbors_of(ipr, index)
+    tables = {r["table"] for r in state["routes"]} - {RT_TABLE_MAIN, RT_TABLE_DEFAULT}
+    state["rules"] = await rules_for_tables(ipr, tables)
     return state
 
 

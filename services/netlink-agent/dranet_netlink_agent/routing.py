@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+from collections.abc import Sequence
 from socket import AF_INET, AF_INET6
 from typing import Any
 
@@ -80,11 +81,14 @@ def plan_routes(
     return link_scope_first(planned)
 
 
-def plan_rules(cfg: NetworkConfig) -> list[dict[str, Any]]:
-    """Policy rules as pyroute2 keywords (none when a VRF is configured)."""
+def plan_rules(
+    cfg: NetworkConfig, host_rules: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """Policy rules as pyroute2 keywords: configured ones, then the host's rules
+    for the tables of the carried-over routes (none at all with a VRF)."""
     if cfg.interface.vrf:
         return []
-    rules = []
+    rules: list[dict[str, Any]] = []
     for rule in cfg.rules:
         entry: dict[str, Any] = {"table": rule.table or RT_TABLE_MAIN, "family": AF_INET}
         if rule.priority:
@@ -96,6 +100,9 @@ def plan_rules(cfg: NetworkConfig) -> list[dict[str, Any]]:
                 entry[f"{key}_len"] = net.prefixlen
                 entry["family"] = AF_INET if net.version == 4 else AF_INET6
         rules.append(entry)
+    for host in host_rules:
+        if host not in rules:
+            rules.append(dict(host))
     return rules
 
 
