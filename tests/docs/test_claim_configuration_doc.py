@@ -285,3 +285,22 @@ def test_in_page_links_point_at_headings() -> None:
     links = re.findall(r"\]\(#([^)]+)\)", DOC)
     assert links, "no in-page links found"
     assert sorted(set(links) - anchors) == []
+
+
+# --- step names -----------------------------------------------------------------------
+
+STEP_CALL = re.compile(r'(?:\bstep|NetworkStepError)\(\s*"([^"]+)"')
+
+
+def test_documented_step_names_are_the_agents() -> None:
+    """The paragraph after `<!-- doc-check: steps -->` names every step the agent reports."""
+    lines = DOC.splitlines()
+    start = next(i for i, line in enumerate(lines) if "doc-check: steps" in line) + 1
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    documented = set(re.findall(r"`([^`]+)`", " ".join(lines[start:end])))
+    names: set[str] = set()
+    for module in ("attach", "configure", "detach"):
+        source = inspect.getsource(importlib.import_module(f"dranet_netlink_agent.{module}"))
+        names |= set(STEP_CALL.findall(source))
+    assert names, "no step names found in the agent"
+    assert documented == names
