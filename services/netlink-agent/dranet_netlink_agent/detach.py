@@ -56,8 +56,8 @@ def _netns_alive(path: str) -> bool:
 def _same_device(link: dict[str, Any] | None, orig: dict[str, Any]) -> bool:
     if link is None or link.get("kind") != orig.get("kind"):
         return False
-    perm = orig.get("permanent_mac")
-    return not perm or link["permanent_mac"] in ("", perm)
+    perm = str(orig.get("permanent_mac") or "").lower()
+    return not perm or link["permanent_mac"].lower() in ("", perm)
 
 
 async def _find_in_pod(pod: AsyncIPRoute, rec: AttachmentRecord) -> dict[str, Any] | None:
@@ -127,10 +127,10 @@ async def _find_on_node(
         for link in present:
             if link["ifname"] == moved_as:
                 return int(link["ifindex"])
-    perm = orig.get("permanent_mac") or ""
+    perm = str(orig.get("permanent_mac") or "").lower()
     if perm:
         for link in present:
-            if link["permanent_mac"] == perm:
+            if link["permanent_mac"].lower() == perm:
                 return int(link["ifindex"])
     if orig.get("pci_address"):
         await ctx.resolver.rescan()
