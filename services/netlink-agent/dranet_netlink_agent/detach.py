@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -117,37 +118,47 @@ async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> str:
     return name
 
 
+def pick_link(
+    present: list[dict[str, Any]], rec: AttachmentRecord, moved_as: str = "", pci_ifname: str = ""
+) -> int | None:
+    """Which node link is the recorded device (pure): the ifindex, or None if none is.
+
+    In order: the name we just moved it back under; its permanent MAC; the
+    interface holding its PCI address; its temporary name; its recorded
+    ifindex under its host or pod name (a veth or a device that never moved).
+    """
+    orig: dict[str, Any] = rec.original
+    kind = orig.get("kind")
+    perm = str(orig.get("permanent_mac") or "").lower()
+    names = {orig.get("ifname"), rec.pod_ifname}
+    tests: list[Callable[[dict[str, Any]], bool]] = [
+        lambda link: bool(moved_as) and link["ifname"] == moved_as,
+        lambda link: bool(perm) and link["permanent_mac"].lower() == perm,
+        lambda link: bool(pci_ifname) and link["ifname"] == pci_ifname,
+        lambda link: link["ifname"] == temp_name(rec) and link.get("kind") == kind,
+        lambda link: (
+            link["ifindex"] == orig.get("ifindex")
+            and link["ifname"] in names
+            and link.get("kind") == kind
+        ),
+    ]
+    for test in tests:
+        for link in present:
+            if test(link):
+                return int(link["ifindex"])
+    return None
+
+
 async def _find_on_node(
     ctx: AgentContext, node: AsyncIPRoute, rec: AttachmentRecord, moved_as: str
 ) -> int | None:
     """The node ifindex of the recorded device, or None."""
-    orig: dict[str, Any] = rec.original
-    present = await links(node)
-    if moved_as:  # we just moved it here under this name
-        for link in present:
-            if link["ifname"] == moved_as:
-                return int(link["ifindex"])
-    perm = str(orig.get("permanent_mac") or "").lower()
-    if perm:
-        for link in present:
-            if link["permanent_mac"].lower() == perm:
-                return int(link["ifindex"])
-    if orig.get("pci_address"):
+    pci_ifname = ""
+    if not moved_as and rec.original.get("pci_address"):
         await ctx.resolver.rescan()
-        dev = ctx.resolver.find_by(pci_address=orig["pci_address"])
-        if dev is not None:
-            for link in present:
-                if link["ifname"] == dev.ifname:
-                    return int(link["ifindex"])
-    for link in present:
-        if link["ifname"] == temp_name(rec) and link.get("kind") == orig.get("kind"):
-            return int(link["ifindex"])
-    names = {orig.get("ifname"), rec.pod_ifname}
-    for link in present:
-        same = link["ifindex"] == orig.get("ifindex") and link["ifname"] in names
-        if same and link.get("kind") == orig.get("kind"):
-            return int(link["ifindex"])
-    return None
+        dev = ctx.resolver.find_by(pci_address=rec.original["pci_address"])
+        pci_ifname = dev.ifname if dev is not None else ""
+    return pick_link(await links(node), rec, moved_as, pci_ifname)
 
 
 async def give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
