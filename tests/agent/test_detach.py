@@ -12,7 +12,8 @@ from dranet_netlink_agent.attach import PodRef, attach_pod
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.detach import Outcome, detach_pod, release_claim
 from dranet_netlink_agent.hoststate import capture, diff
-from dranet_netlink_agent.linkops import get_link, rtnl
+from dranet_netlink_agent.linkops import get_link
+from dranet_netlink_agent.netns import rtnl
 from dranet_sandbox.netlab import NetLab, ip
 
 pytestmark = pytest.mark.root

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dranet.errors import InvalidArgumentError, RefusedError
-from dranet_netlink_agent.netns import arun_in_netns, ipr_in, open_netns, run_in_netns, same_netns
+from dranet_netlink_agent.netns import arun_in_netns, open_netns, rtnl, run_in_netns, same_netns
 from dranet_sandbox.netlab import NetLab
 
 pytestmark = pytest.mark.root
@@ -19,12 +19,14 @@ def _own_ns() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-async def test_ipr_in_sees_only_that_namespace() -> None:
+async def test_rtnl_sees_only_that_namespace_and_closes_its_socket() -> None:
     with NetLab() as lab:
         lab.add_nic("nic7")
-        async with ipr_in(lab.path(lab.node)) as ipr:
+        fds_before = len(os.listdir("/proc/self/fd"))
+        async with rtnl(lab.path(lab.node)) as ipr:
             names = {link.get("ifname") async for link in await ipr.link("dump")}
         assert names == {"lo", "nic7"}
+        assert len(os.listdir("/proc/self/fd")) == fds_before
 
 
 async def test_code_runs_inside_and_caller_stays_outside() -> None:

@@ -11,7 +11,8 @@ from dranet.store import AttachmentPhase, AttachmentRecord, Store
 from dranet_netlink_agent.attach import PodRef, attach_pod
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.hoststate import capture
-from dranet_netlink_agent.linkops import get_link, rtnl
+from dranet_netlink_agent.linkops import get_link
+from dranet_netlink_agent.netns import rtnl
 from dranet_netlink_agent.recovery import reconcile
 from dranet_sandbox.netlab import NetLab, ip
 

@@ -27,8 +27,8 @@ from dranet_netlink_agent.configure import PodChanges, configure_pod, reason, un
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back
 from dranet_netlink_agent.hoststate import capture
-from dranet_netlink_agent.linkops import get_link, rtnl, set_link, set_state
-from dranet_netlink_agent.netns import open_netns, same_netns
+from dranet_netlink_agent.linkops import get_link, set_link, set_state
+from dranet_netlink_agent.netns import open_netns, rtnl, same_netns
 from dranet_netlink_agent.netnspaths import check_netns_path
 
 __all__ = ["AgentContext", "PodRef", "Resolver", "attach_pod"]

@@ -27,8 +27,8 @@ from dranet.store import AttachmentRecord
 from dranet_netlink_agent.configure import PodChanges, reason, undo_pod_changes
 from dranet_netlink_agent.context import AgentContext, log
 from dranet_netlink_agent.hoststate import link_values, restore_on_node
-from dranet_netlink_agent.linkops import get_link, is_errno, links, rtnl, set_link, set_state
-from dranet_netlink_agent.netns import open_netns
+from dranet_netlink_agent.linkops import get_link, is_errno, links, set_link, set_state
+from dranet_netlink_agent.netns import open_netns, rtnl
 
 
 class Outcome(StrEnum):

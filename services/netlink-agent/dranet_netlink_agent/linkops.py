@@ -11,12 +11,10 @@ as added, one that is already gone counts as deleted.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
@@ -24,8 +22,6 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
-from dranet_netlink_agent.netns import Target, netlink_socket
 
 IFLA_GSO_IPV4_MAX_SIZE = 63
 IFLA_GRO_IPV4_MAX_SIZE = 64
@@ -147,18 +143,3 @@ async def get_link(
 def own_netns_fd() -> int:
     """An fd of the agent's own network namespace (the main thread's: never setns'd)."""
     return os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
-
-@asynccontextmanager
-async def rtnl(target: Target = None) -> AsyncIterator[AsyncIPRoute]:
-    """`AsyncIPRoute` in `target` (path, fd or None for our own namespace).
-
-    Like `netns.ipr_in`, but closes the socket afterwards: pyroute2 leaves a
-    socket passed with `use_socket=` open when the IPRoute closes.
-    """
-    sock = await asyncio.to_thread(netlink_socket, target)
-    try:
-        async with AsyncIPRoute(use_socket=sock) as ipr:
-            yield ipr
-    finally:
-        sock.close()

@@ -19,7 +19,8 @@ import fcntl
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from pyroute2 import AsyncIPRoute
@@ -137,9 +138,19 @@ def netlink_socket(target: Target = None) -> socket.socket:
     return run_in_netns(target, make)
 
 
-def ipr_in(target: Target = None) -> AsyncIPRoute:
-    """An AsyncIPRoute bound to `target`; use as `async with ipr_in(path) as ipr`."""
-    return AsyncIPRoute(use_socket=netlink_socket(target))
+@asynccontextmanager
+async def rtnl(target: Target = None) -> AsyncIterator[AsyncIPRoute]:
+    """An AsyncIPRoute bound to `target`: `async with rtnl(path) as ipr`.
+
+    The socket is closed afterwards: pyroute2 leaves a socket passed with
+    `use_socket=` open when the IPRoute closes.
+    """
+    sock = await asyncio.to_thread(netlink_socket, target)
+    try:
+        async with AsyncIPRoute(use_socket=sock) as ipr:
+            yield ipr
+    finally:
+        sock.close()
 
 
 def same_netns(a: str, b: str) -> bool:
