@@ -47,7 +47,9 @@ class CriClient:
             metadata=cri.PodSandboxMetadata(
                 name=spec.name, namespace=spec.namespace, uid=spec.uid, attempt=0
             ),
-            hostname=spec.name,
+            # As the kubelet: a host-network pod shares the node's UTS namespace,
+            # where runc refuses to set a hostname.
+            hostname="" if spec.host_network else spec.name,
             log_directory=str(self._log_dir / spec.uid),
             labels={"io.kubernetes.pod.uid": spec.uid},
             linux=cri.LinuxPodSandboxConfig(

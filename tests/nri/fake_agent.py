@@ -56,10 +56,10 @@ class FakeAgent(agent_pb2_grpc.NetlinkAgentServicer):
             await context.abort(code, message)
         if pod.uid not in self.claims:
             return agent_pb2.AttachPodResponse()  # no prepared claims: nothing to do
-        if not request.netns_path:
+        if not request.netns_path:  # as the real agent's check_netns_path
             await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"pod {pod.namespace}/{pod.name} has prepared claims but no network namespace",
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "netns path is empty (pass the pod sandbox's network namespace path)",
             )
         name = self.claims[pod.uid]
         result = agent_pb2.InterfaceResult(claim_uid=f"claim-{pod.uid}", interface_name=name)

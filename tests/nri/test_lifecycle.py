@@ -134,7 +134,7 @@ async def test_host_network_pods(sockdir: Path, agent: FakeAgent) -> None:
             await rt.run_pod_sandbox(make_pod("claimed", name="db", namespace="prod"))
         text = caught.value.plugin_message
         assert "pod prod/db uses the host network" in text
-        assert "has prepared claims but no network namespace" in text  # the agent's reason
+        assert "netns path is empty" in text  # the agent's reason
         assert "set hostNetwork: false" in text
 
 
