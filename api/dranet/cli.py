@@ -1,6 +1,6 @@
 """`dranet`: the operator's command line.
 
-    dranet health --socket /run/dranet/agent.sock [--service NAME] [--timeout 2]
+    dranet health --socket /run/dranet/agent/agent.sock [--service NAME] [--timeout 2]
 
 exits 0 when the service answers SERVING, 1 otherwise, saying what to check.
 
@@ -30,13 +30,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dranet import status
 from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
 from dranet.errors import StoreError
+from dranet.paths import DEFAULT_AGENT_SOCKET
 from dranet.store import DEFAULT_PATH as DEFAULT_STATE_DB
 from dranet.store import AttachmentRecord, ClaimRecord, Role, Store
 
 PROG = "dranet"
 Command = Callable[[argparse.Namespace], int]
 # Where the DaemonSet puts the agent's socket (the services' default too).
-DEFAULT_AGENT_SOCKET = "/run/dranet/agent.sock"
 
 
 def socket_problem(socket_path: Path, flag: str = "--socket") -> str | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from socket import AF_INET, AF_INET6
 from typing import Any
 
 import pytest
 
 from dranet.netconfig import parse_config
-from dranet_netlink_agent.configure import pod_addresses, sysctl_values
+from dranet_netlink_agent.configure import pod_addresses, sysctl_values, write_sysctls
 from dranet_netlink_agent.ethtool import resolve_features
 from dranet_netlink_agent.hoststate import diff, link_values, restore_order
 from dranet_netlink_agent.routing import plan_routes, plan_rules
@@ -158,3 +159,16 @@ def test_host_rules_follow_configured_ones_without_duplicates() -> None:
     assert plan_rules(cfg, host) == [configured, host[1]]
     vrf = parse_config({"interface": {"vrf": {"name": "red"}}})
     assert plan_rules(vrf, host) == []
+
+
+def test_sysctls_are_written_under_the_configured_root(tmp_path: Path) -> None:
+    """The DaemonSet points the agent at the host's /proc/sys/net mounted elsewhere."""
+    conf = tmp_path / "net/ipv4/conf/net1"
+    conf.mkdir(parents=True)
+    for name in ("arp_ignore", "forwarding"):
+        (conf / name).write_text("0")
+    write_sysctls(
+        {"ipv4/conf/net1/arp_ignore": "2", "ipv4/conf/net1/forwarding": "1"}, str(tmp_path)
+    )
+    assert (conf / "arp_ignore").read_text() == "2"
+    assert (conf / "forwarding").read_text() == "1"

@@ -17,7 +17,7 @@ AGENT = Path(sys.executable).parent / "dranet-netlink-agent"
 
 def test_defaults() -> None:
     settings = load_settings([])
-    assert settings.socket == "/run/dranet/agent.sock"
+    assert settings.socket == "/run/dranet/agent/agent.sock"
     assert settings.roots == DEFAULT_ROOTS
     assert settings.ignored == ()
     assert settings.crash_at == ""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dranet.errors import SettingsError
+from dranet.paths import DEFAULT_AGENT_SOCKET
 from dranet.settings import parse_settings, setting
 from dranet_kubelet_plugin.filter import DEFAULT_FILTER
 
@@ -19,14 +20,16 @@ class PluginSettings:
     node_name: str = setting("", "Name of this node (downward API spec.nodeName).")
     kubelet_root_dir: str = setting("/var/lib/kubelet", "The kubelet's --root-dir.")
     agent_socket: str = setting(
-        "/run/dranet/agent.sock", "Unix socket of the netlink agent's private gRPC API."
+        DEFAULT_AGENT_SOCKET, "Unix socket of the netlink agent's private gRPC API."
     )
     state_db: str = setting("/var/lib/dranet/state.db", "Path of the shared claim-state store.")
     filter: str = setting(
         DEFAULT_FILTER,
         "CEL expression over a device's attributes; true publishes it. Empty publishes all.",
     )
-    metrics_port: int = setting(9177, "Port of the /metrics and /healthz endpoint; 0 disables.")
+    metrics_port: int = setting(
+        0, "Port of the Prometheus /metrics endpoint on the host network; 0 (default) disables."
+    )
     kubeconfig: str = setting("", "Kubeconfig file; empty uses the in-cluster ServiceAccount.")
     resync_seconds: float = setting(
         30.0, "How often ResourceSlices are re-listed and repaired (e.g. after a kubelet wipe)."

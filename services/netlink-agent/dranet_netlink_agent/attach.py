@@ -226,6 +226,7 @@ async def _configure(
                 original=rec.original,
                 device=rec.device,
                 changes=changes,
+                sysctl_root=ctx.sysctl_root,
             )
         except BaseException:
             await undo_pod_changes(pod, changes)

@@ -88,10 +88,15 @@ def sysctl_values(cfg: NetworkConfig, ifname: str) -> dict[str, str]:
     return out
 
 
-def write_sysctls(values: dict[str, str]) -> None:
-    """Blocking; run inside the pod namespace (its /proc/sys/net is per thread netns)."""
+def write_sysctls(values: dict[str, str], sysctl_root: str = "/proc/sys") -> None:
+    """Blocking; run inside the pod namespace (its /proc/sys/net is per thread netns).
+
+    `sysctl_root` is where a writable procfs `sys` is: in a container /proc/sys
+    is read-only, so the DaemonSet mounts the host's /proc/sys/net elsewhere;
+    the kernel still resolves it for the calling thread's namespace.
+    """
     for rel, value in values.items():
-        with open(f"/proc/sys/net/{rel}", "w", encoding="ascii") as f:
+        with open(f"{sysctl_root}/net/{rel}", "w", encoding="ascii") as f:
             f.write(value)
 
 
@@ -109,6 +114,7 @@ async def configure_pod(
     original: dict[str, Any],
     device: str,
     changes: PodChanges,
+    sysctl_root: str = "/proc/sys",
 ) -> dict[str, Any]:
     """Applies `cfg` to link `index` (down, already in the pod); returns the result."""
     link = await get_link(ipr, index=index)
@@ -122,7 +128,7 @@ async def configure_pod(
     sysctls = sysctl_values(cfg, ifname)
     if sysctls:
         async with step("sysctls", device):
-            await arun_in_netns(netns, lambda: write_sysctls(sysctls))
+            await arun_in_netns(netns, lambda: write_sysctls(sysctls, sysctl_root))
     vrf = cfg.interface.vrf
     if vrf is not None:
         async with step("vrf", device):

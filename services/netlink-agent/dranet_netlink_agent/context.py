@@ -63,6 +63,7 @@ class AgentContext:
     resolver: Resolver
     node_netns: str | None = None
     netns_roots: tuple[str, ...] = DEFAULT_ROOTS
+    sysctl_root: str = "/proc/sys"
     # Test hook: called with "pending"/"moved" at the crash points (see settings).
     checkpoint: Callable[[str], None] = _no_checkpoint
     # Called with ("attached"|"detached", record) after each change.

@@ -65,6 +65,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         resolver=inventory,
         node_netns=node_netns,
         netns_roots=settings.roots,
+        sysctl_root=settings.sysctl_root,
         checkpoint=crash_hook(settings.crash_at),
         listener=hub.publish,
     )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dranet.errors import SettingsError
+from dranet.paths import DEFAULT_AGENT_SOCKET
 from dranet.settings import parse_settings, setting
 from dranet_netlink_agent.netnspaths import DEFAULT_ROOTS
 
@@ -21,7 +22,7 @@ CRASH_POINTS = ("", "pending", "moved")
 @dataclass(frozen=True)
 class AgentSettings:
     socket: str = setting(
-        "/run/dranet/agent.sock", "Unix socket of the private gRPC API (dir 0750)."
+        DEFAULT_AGENT_SOCKET, "Unix socket of the private gRPC API (its directory is made 0750)."
     )
     state_db: str = setting("/var/lib/dranet/state.db", "The claim-state store (SQLite).")
     netns_roots: str = setting(
@@ -32,6 +33,10 @@ class AgentSettings:
         "", "Network namespace whose interfaces are the node's NICs; empty: the agent's own."
     )
     ignore: str = setting("", "Comma-separated interface names never offered.")
+    sysctl_root: str = setting(
+        "/proc/sys",
+        "Where a writable procfs sys/ is (a container's /proc/sys is read-only).",
+    )
     sysfs_root: str = setting("/sys", "Root of sysfs (tests point it at fixtures).")
     resync_interval: float = setting(60.0, "Seconds between full inventory rescans.")
     socket_group: int = setting(-1, "Group id owning the socket (0660); -1 keeps ours.")
