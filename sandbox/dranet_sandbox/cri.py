@@ -22,6 +22,7 @@ class PodSpec:
     namespace: str
     uid: str
     host_network: bool = False
+    attempt: int = 0  # the kubelet counts up when it replaces a pod's sandbox
 
 
 class CriClient:
@@ -45,7 +46,7 @@ class CriClient:
         mode = cri.NODE if spec.host_network else cri.POD
         config = cri.PodSandboxConfig(
             metadata=cri.PodSandboxMetadata(
-                name=spec.name, namespace=spec.namespace, uid=spec.uid, attempt=0
+                name=spec.name, namespace=spec.namespace, uid=spec.uid, attempt=spec.attempt
             ),
             # As the kubelet: a host-network pod shares the node's UTS namespace,
             # where runc refuses to set a hostname.

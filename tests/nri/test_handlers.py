@@ -112,3 +112,42 @@ def test_agent_deadline_fits_the_runtime_budget(
     configured: float, budget: float | None, expected: float
 ) -> None:
     assert call_timeout(configured, budget) == pytest.approx(expected)
+
+
+async def test_an_old_sandbox_going_away_leaves_its_successor_attached(
+    agent: FakeAgent, channel: grpc.aio.Channel
+) -> None:
+    """The kubelet replaces a sandbox (stop old, run new) and removes the old one
+    later; the agent detaches by pod uid, so that Remove must not reach it."""
+    agent.claims["u"] = "net1"
+    handlers, _ = handlers_for(channel)
+    old, new = "/var/run/netns/cni-old", "/var/run/netns/cni-new"
+    await handlers.run_pod_sandbox(make_pod("u", sandbox_id="sb-old", netns=old))
+    await handlers.stop_pod_sandbox(make_pod("u", sandbox_id="sb-old"))
+    await handlers.run_pod_sandbox(make_pod("u", sandbox_id="sb-new", netns=new))
+    await handlers.stop_pod_sandbox(make_pod("u", sandbox_id="sb-old"))  # a repeated stop
+    await handlers.remove_pod_sandbox(make_pod("u", sandbox_id="sb-old"))
+    assert [c.netns for c in agent.methods("DetachPod")] == [old]
+    assert [a.netns_path for a in agent.attachments] == [new]
+    assert handlers.remembered_netns("u") == new
+    await handlers.stop_pod_sandbox(make_pod("u", sandbox_id="sb-new"))
+    await handlers.remove_pod_sandbox(make_pod("u", sandbox_id="sb-new"))
+    assert [c.netns for c in agent.methods("DetachPod")] == [old, new, new]
+    assert handlers.remembered_netns("u") == ""
+
+
+async def test_synchronize_learns_running_sandboxes_and_forgets_gone_pods(
+    agent: FakeAgent, channel: grpc.aio.Channel
+) -> None:
+    handlers, _ = handlers_for(channel)
+    await handlers.run_pod_sandbox(make_pod("gone", netns="/n/gone"))
+    await handlers.run_pod_sandbox(make_pod("kept", sandbox_id="sb-1", netns="/n/1"))
+    # containerd 1.7 lists a stopped sandbox with no namespaces next to the running one.
+    await handlers.synchronize(
+        [make_pod("kept", sandbox_id="sb-1"), make_pod("kept", sandbox_id="sb-2", netns="/n/2")],
+        [],
+    )
+    assert handlers.remembered_netns("gone") == ""  # its Remove was missed: forgotten
+    assert handlers.remembered_netns("kept") == "/n/2"
+    await handlers.remove_pod_sandbox(make_pod("kept", sandbox_id="sb-1"))
+    assert agent.methods("DetachPod") == []  # sb-2 is the pod's sandbox now

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -235,3 +236,25 @@ async def test_restarted_hook_reconciles_the_running_pod(node: Node) -> None:
         # The netns path learnt from Synchronize serves the Stop without one.
         await node.cri.stop_pod(pod_id)
         assert [(c.uid, c.netns) for c in node.agent.methods("DetachPod")] == [(pod.uid, netns)]
+
+
+async def test_removing_a_replaced_sandbox_leaves_the_new_one_attached(node: Node) -> None:
+    """The kubelet stops a pod's sandbox, runs a new attempt, and removes the old
+    sandbox later: that Remove (no netns in 1.7) must not detach the new one."""
+    first = spec("replaced")
+    second = dataclasses.replace(first, attempt=1)
+    node.agent.claims[first.uid] = "net1"
+    async with running_hook(node):
+        old_id = await node.cri.run_pod(first)
+        old_netns = await node.cri.netns_path(old_id)
+        await node.cri.stop_pod(old_id)
+        new_id = await node.cri.run_pod(second)
+        new_netns = await node.cri.netns_path(new_id)
+        assert new_netns != old_netns
+        await node.cri.remove_pod(old_id)
+        assert [(c.uid, c.netns) for c in node.agent.methods("DetachPod")] == [
+            (first.uid, old_netns)
+        ]
+        assert [a.netns_path for a in node.agent.attachments] == [new_netns]
+        await node.cri.stop_pod(new_id)
+        assert [c.netns for c in node.agent.methods("DetachPod")] == [old_netns, new_netns]

@@ -1,7 +1,10 @@
 """Pod events -> calls to the netlink agent. The hook keeps no state store.
 
-The only memory is each pod's netns path (from RunPodSandbox and
-Synchronize), because containerd 1.7 sends none on StopPodSandbox. Every
+The only memory is each pod's newest sandbox: its id and netns path (from
+RunPodSandbox and Synchronize), because containerd 1.7 sends no netns on
+StopPodSandbox, and because the agent detaches by pod uid: when a pod's
+sandbox is replaced, the kubelet removes the old one later, and that must not
+take the devices away from the new one. Every
 agent call has a deadline well inside the runtime's 2 s request budget: a
 missed budget silently disconnects the plugin and the pod starts without its
 devices, so failing loudly is better than being late.
@@ -110,7 +113,8 @@ class PodHandlers:
         self._agent = agent
         self._timeout = timeout
         self._metrics = metrics if metrics is not None else Metrics(CollectorRegistry())  # unserved
-        self._netns: dict[str, str] = {}
+        # pod uid -> (sandbox id, netns path) of the pod's newest sandbox
+        self._sandboxes: dict[str, tuple[str, str]] = {}
 
     @property
     def _deadline(self) -> float:
@@ -118,7 +122,18 @@ class PodHandlers:
         return call_timeout(self._timeout, call.timeout if call else None)
 
     def remembered_netns(self, uid: str) -> str:
-        return self._netns.get(uid, "")
+        return self._sandboxes.get(uid, ("", ""))[1]
+
+    def _replaced(self, pod: api_pb2.PodSandbox, event: str) -> bool:
+        """True for an older sandbox of a pod whose newer sandbox we know of."""
+        sandbox_id, _ = self._sandboxes.get(pod.uid, (pod.id, ""))
+        if sandbox_id == pod.id or not pod.id:
+            return False
+        log.info(
+            "%s: sandbox %.12s of pod %s was replaced by %.12s; its devices stay",
+            event, pod.id, pod_label(pod), sandbox_id,
+        )  # fmt: skip
+        return True
 
     async def run_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         netns = pod_netns(pod)
@@ -128,8 +143,7 @@ class PodHandlers:
             tracer.start_as_current_span("nri.RunPodSandbox", attributes=attrs),
             self._metrics.time_event("nri.RunPodSandbox"),
         ):
-            if netns:
-                self._netns[pod.uid] = netns
+            self._sandboxes[pod.uid] = (pod.id, netns)
             request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
             deadline = self._deadline
             try:
@@ -149,6 +163,8 @@ class PodHandlers:
             log_context(pod=pod_label(pod), pod_uid=pod.uid),
             tracer.start_as_current_span("nri.StopPodSandbox", attributes={"k8s.pod.uid": pod.uid}),
         ):
+            if self._replaced(pod, "StopPodSandbox"):
+                return
             await self._detach(
                 pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "StopPodSandbox"
             )
@@ -161,10 +177,12 @@ class PodHandlers:
                 "nri.RemovePodSandbox", attributes={"k8s.pod.uid": pod.uid}
             ),
         ):
+            if self._replaced(pod, "RemovePodSandbox"):
+                return
             await self._detach(
                 pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "RemovePodSandbox"
             )
-            self._netns.pop(pod.uid, None)
+            self._sandboxes.pop(pod.uid, None)
 
     async def _detach(self, ref: agent_pb2.PodRef, netns: str, event: str) -> None:
         """Never raises: teardown must not be blocked by us."""
@@ -201,14 +219,22 @@ class PodHandlers:
             tracer.start_as_current_span("nri.Synchronize", attributes={"pods": len(pods)}),
             self._metrics.time_event("nri.Synchronize"),
         ):
-            for pod in pods:
-                if pod_netns(pod):
-                    self._netns[pod.uid] = pod_netns(pod)
+            self._remember(pods)
             try:
                 async with asyncio.timeout(self._deadline):
                     await self._reconcile(pods)
             except TimeoutError:
                 log.warning("synchronize: reconciliation cut short after %gs", self._deadline)
+
+    def _remember(self, pods: Sequence[api_pb2.PodSandbox]) -> None:
+        """Running sandboxes (stopped ones come with no netns) become the pods'
+        newest; pods the runtime no longer has are forgotten (their Remove was
+        missed while we were away)."""
+        live = {pod.uid for pod in pods}
+        self._sandboxes = {uid: sb for uid, sb in self._sandboxes.items() if uid in live}
+        for pod in pods:
+            if pod_netns(pod):
+                self._sandboxes[pod.uid] = (pod.id, pod_netns(pod))
 
     async def _reconcile(self, pods: Sequence[api_pb2.PodSandbox]) -> None:
         live = {pod.uid for pod in pods}
