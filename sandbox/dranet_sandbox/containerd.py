@@ -67,6 +67,8 @@ class Containerd:
     snapshotter: str = "overlayfs"
     proc: subprocess.Popen[bytes] | None = None
     version: str = ""
+    _command: list[str] = field(default_factory=list)
+    _env: dict[str, str] = field(default_factory=dict)
 
     @property
     def cri_socket(self) -> Path:
@@ -127,20 +129,12 @@ class Containerd:
             raise PeerError(f"expected containerd 1.7.x from Debian trixie, got {self.version!r}")
         self.base.mkdir(parents=True, exist_ok=True)
         config = self._write_config(root)
-        env = dict(os.environ, PATH=f"{root}/usr/bin:{root}/usr/sbin:{os.environ.get('PATH', '')}")
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                ["nsenter", f"--net={self.netns}", "--", str(root / "usr/bin/containerd"),
-                 "-c", str(config)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while not (self.cri_socket.exists() and self.nri_socket.exists()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = self.log.read_text(errors="replace")[-1500:]
-                self.stop()
-                raise PeerError(f"containerd did not start: {tail}")
-            time.sleep(0.05)
+        self._env = dict(
+            os.environ, PATH=f"{root}/usr/bin:{root}/usr/sbin:{os.environ.get('PATH', '')}"
+        )
+        self._command = ["nsenter", f"--net={self.netns}", "--",
+                         str(root / "usr/bin/containerd"), "-c", str(config)]  # fmt: skip
+        self._launch(timeout)
         done = subprocess.run(
             [str(root / "usr/bin/ctr"), "-a", str(self.cri_socket), "-n", "k8s.io", "images",
              "import", "--snapshotter", self.snapshotter, str(self._image_tar())],
@@ -150,8 +144,24 @@ class Containerd:
             self.stop()
             raise PeerError(f"cannot import the pause image: {done.stderr.strip()}")
 
-    def stop(self) -> None:
-        """Stops the daemon, unmounts what it left, removes its bridge and scratch dir."""
+    def _launch(self, timeout: float) -> None:
+        # Stale sockets of a previous run would look ready: wait for fresh ones.
+        for sock in (self.cri_socket, self.nri_socket):
+            sock.unlink(missing_ok=True)
+        with self.log.open("ab") as log:  # appended: a restart keeps the earlier lines
+            self.proc = subprocess.Popen(
+                self._command, stdout=log, stderr=subprocess.STDOUT, env=self._env,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not (self.cri_socket.exists() and self.nri_socket.exists()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-1500:]
+                self.stop()
+                raise PeerError(f"containerd did not start: {tail}")
+            time.sleep(0.05)
+
+    def _terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -160,6 +170,17 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def restart(self, timeout: float = 15) -> None:
+        """Restarts the daemon process only, as on a node: running pods stay."""
+        if not self._command:
+            raise PeerError("containerd was never started", hint="call start() first")
+        self._terminate()
+        self._launch(timeout)
+
+    def stop(self) -> None:
+        """Stops the daemon, unmounts what it left, removes its bridge and scratch dir."""
+        self._terminate()
         mounts = [
             line.split()[4]
             for line in Path("/proc/self/mountinfo").read_text().splitlines()

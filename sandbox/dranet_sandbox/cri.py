@@ -7,13 +7,19 @@ to a real containerd over its unix socket.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from dranet.cri.v1 import api_pb2 as cri
 from dranet.cri.v1 import api_pb2_grpc as cri_grpc
+
+_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
 
 
 @dataclass(frozen=True)
@@ -23,13 +29,16 @@ class PodSpec:
     uid: str
     host_network: bool = False
     attempt: int = 0  # the kubelet counts up when it replaces a pod's sandbox
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 class CriClient:
     """Async CRI client; `async with CriClient(sock) as c: await c.run_pod(spec)`."""
 
     def __init__(self, socket: Path, log_dir: Path) -> None:
-        self._channel = grpc.aio.insecure_channel(f"unix://{socket}")
+        # As the kubelet, ride out a runtime restart: calls wait for the
+        # socket within their deadline, and reconnection is retried quickly.
+        self._channel = grpc.aio.insecure_channel(f"unix://{socket}", options=_RECONNECT)
         self._stub = cri_grpc.RuntimeServiceStub(self._channel)
         self._log_dir = log_dir
 
@@ -40,7 +49,9 @@ class CriClient:
         await self._channel.close(None)
 
     async def version(self) -> cri.VersionResponse:
-        return await self._stub.Version(cri.VersionRequest(version="v1"), timeout=5)
+        return await self._stub.Version(
+            cri.VersionRequest(version="v1"), timeout=5, wait_for_ready=True
+        )
 
     async def run_pod(self, spec: PodSpec, timeout: float = 30) -> str:
         mode = cri.NODE if spec.host_network else cri.POD
@@ -53,6 +64,7 @@ class CriClient:
             hostname="" if spec.host_network else spec.name,
             log_directory=str(self._log_dir / spec.uid),
             labels={"io.kubernetes.pod.uid": spec.uid},
+            annotations=spec.annotations,
             linux=cri.LinuxPodSandboxConfig(
                 security_context=cri.LinuxSandboxSecurityContext(
                     namespace_options=cri.NamespaceOption(network=mode)
@@ -60,23 +72,25 @@ class CriClient:
             ),
         )
         reply = await self._stub.RunPodSandbox(
-            cri.RunPodSandboxRequest(config=config), timeout=timeout
+            cri.RunPodSandboxRequest(config=config), timeout=timeout, wait_for_ready=True
         )
         return str(reply.pod_sandbox_id)
 
     async def stop_pod(self, pod_id: str, timeout: float = 30) -> None:
         await self._stub.StopPodSandbox(
-            cri.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=timeout
+            cri.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=timeout, wait_for_ready=True
         )
 
     async def remove_pod(self, pod_id: str, timeout: float = 30) -> None:
         await self._stub.RemovePodSandbox(
-            cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=timeout
+            cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=timeout, wait_for_ready=True
         )
 
     async def status(self, pod_id: str) -> cri.PodSandboxStatusResponse:
         return await self._stub.PodSandboxStatus(
-            cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True), timeout=10
+            cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True),
+            timeout=10,
+            wait_for_ready=True,
         )
 
     async def netns_path(self, pod_id: str) -> str:
@@ -88,7 +102,9 @@ class CriClient:
         return ""
 
     async def list_pods(self) -> list[cri.PodSandbox]:
-        reply = await self._stub.ListPodSandbox(cri.ListPodSandboxRequest(), timeout=10)
+        reply = await self._stub.ListPodSandbox(
+            cri.ListPodSandboxRequest(), timeout=10, wait_for_ready=True
+        )
         return list(reply.items)
 
     async def remove_all(self) -> None:

@@ -14,7 +14,13 @@ from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
 from dranet.errors import PeerError
 from dranet.grpcserver import unix_channel
 from dranet.metrics import Metrics
-from dranet_nri_hook.handlers import PodHandlers, call_timeout, pod_netns, stale_attachments
+from dranet_nri_hook.handlers import (
+    PodHandlers,
+    agent_failure,
+    call_timeout,
+    pod_netns,
+    stale_attachments,
+)
 from dranet_sandbox.standins.runtime import make_pod
 
 from .fake_agent import FakeAgent
@@ -151,3 +157,12 @@ async def test_synchronize_learns_running_sandboxes_and_forgets_gone_pods(
     assert handlers.remembered_netns("kept") == "/n/2"
     await handlers.remove_pod_sandbox(make_pod("kept", sandbox_id="sb-1"))
     assert agent.methods("DetachPod") == []  # sb-2 is the pod's sandbox now
+
+
+def test_timeout_message_rounds_the_budget_cut_deadline() -> None:
+    # containerd's deadline arrives as slightly under 2 s; 0.75 of it is 1.49992...
+    late = grpc.aio.AioRpcError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(), "late", None
+    )
+    error = agent_failure("AttachPod", "prod/db", late, call_timeout(1.5, 1.99989))
+    assert str(error).startswith("dranet: AttachPod for pod prod/db timed out after 1.5s (")

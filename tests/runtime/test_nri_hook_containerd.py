@@ -258,3 +258,63 @@ async def test_removing_a_replaced_sandbox_leaves_the_new_one_attached(node: Nod
         assert [a.netns_path for a in node.agent.attachments] == [new_netns]
         await node.cri.stop_pod(new_id)
         assert [c.netns for c in node.agent.methods("DetachPod")] == [old_netns, new_netns]
+
+
+async def test_hook_reconnects_when_containerd_restarts(node: Node) -> None:
+    # A pod whose NRI messages exceed one 4096-byte mux frame: containerd's Go
+    # writer splits them, the hook reassembles.
+    blob = {"example.com/blob": "x" * 10_000}
+    survivor = dataclasses.replace(spec("survivor"), annotations=blob)
+    newcomer = dataclasses.replace(spec("newcomer"), annotations=blob)
+    node.agent.claims.update({survivor.uid: "net1", newcomer.uid: "net2"})
+    async with running_hook(node) as hook:
+        survivor_id = await node.cri.run_pod(survivor)
+        survivor_netns = await node.cri.netns_path(survivor_id)
+        await asyncio.to_thread(node.containerd.restart)  # the pod keeps running
+        again = f"registered with the runtime as {PLUGIN}"
+        await wait_until(lambda: hook.text().count(again) >= 2, "the hook to register again")
+        assert "reconnecting" in hook.text()
+        # The new connection's Synchronize carried the running pod: attached again.
+        await node.agent.wait_for("AttachPod", 2)
+        assert {(c.uid, c.netns) for c in node.agent.methods("AttachPod")} == {
+            (survivor.uid, survivor_netns)
+        }
+        await wait_until(
+            lambda: node.containerd_log().count(f'plugin "{PLUGIN}" connected') >= 2,
+            "containerd to add the plugin again",
+        )
+        # (containerd forgets, on restart, which pods it told NRI about: the
+        # survivor's Stop and Remove will reach no plugin. Not checked here.)
+        new_id = await node.cri.run_pod(newcomer)
+        new_netns = await node.cri.netns_path(new_id)
+        await node.cri.stop_pod(new_id)
+        await node.cri.remove_pod(new_id)
+        assert [c.netns for c in node.agent.methods("AttachPod") if c.uid == newcomer.uid] == [
+            new_netns
+        ]
+        assert [(c.uid, c.netns) for c in node.agent.methods("DetachPod")] == [
+            (newcomer.uid, new_netns),
+            (newcomer.uid, new_netns),
+        ]
+
+
+async def test_slow_agent_fails_the_sandbox_inside_the_runtime_budget(node: Node) -> None:
+    slow, later = spec("slow"), spec("later")
+    node.agent.claims.update({slow.uid: "net1", later.uid: "net2"})
+    node.agent.delay = 3.0
+    async with running_hook(node) as hook:
+        mark = len(node.containerd_log())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await node.cri.run_pod(slow)
+        # Answered before containerd's 2 s request timeout, which would drop the
+        # plugin and start the pod without its devices.
+        assert loop.time() - started < 2.5
+        text = str(caught.value.details())
+        assert f"AttachPod for pod {slow.namespace}/{slow.name} timed out after 1.5s" in text
+        node.agent.delay = 0.0
+        await node.cri.run_pod(later)
+        assert [c.uid for c in node.agent.methods("AttachPod")] == [slow.uid, later.uid]
+        assert "closing plugin" not in node.containerd_log()[mark:]
+        assert hook.text().count(f"registered with the runtime as {PLUGIN}") == 1

@@ -77,7 +77,8 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
     code = err.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerError(
-            f"dranet: {call} for pod {pod} timed out after {timeout:g}s",
+            # The budget-cut deadline is a float like 1.49992: show 1.5.
+            f"dranet: {call} for pod {pod} timed out after {round(timeout, 2):g}s",
             hint="the netlink agent is slow, stuck or not running; check its container and logs",
         )
     if code == grpc.StatusCode.UNAVAILABLE:
