@@ -226,7 +226,8 @@ async def test_restarted_hook_reconciles_the_running_pod(node: Node) -> None:
     netns = await node.cri.netns_path(pod_id)
     assert [(c.uid, c.netns) for c in node.agent.methods("AttachPod")] == [(pod.uid, netns)]
     before = list(node.agent.attachments)
-    async with running_hook(node):
+    async with running_hook(node) as hook:
+        assert "synchronizing 1 pods" in hook.text()
         # Synchronize carried the running pod: attached again, idempotently.
         assert [(c.uid, c.netns) for c in node.agent.methods("AttachPod")] == [
             (pod.uid, netns),
