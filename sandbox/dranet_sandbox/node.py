@@ -44,6 +44,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,6 +117,37 @@ class Pod:
     @property
     def ref(self) -> PodRef:
         return PodRef(self.namespace, self.name, self.uid)
+
+
+async def run_to_end(func: Callable[[], object]) -> None:
+    """Runs blocking `func` in a thread; a cancellation waits for it to finish first,
+    so what it created is known to the clean-up."""
+    task = asyncio.ensure_future(asyncio.to_thread(func))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
+async def to_completion(step: Coroutine[Any, Any, None]) -> None:
+    """Awaits `step` to its end even if we are cancelled meanwhile (clean-up must
+    finish: a half-done one leaks namespaces and daemons), then re-raises the
+    cancellation."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and not cancelled:
+                raise
+            cancelled = True
+            log.warning("interrupted during clean-up: finishing the clean-up first")
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _ms(start: float) -> float:
@@ -209,18 +241,18 @@ class NodeSandbox:
         try:
             await self._start()
         except BaseException:
-            await asyncio.shield(self.close())
+            await to_completion(self.close())
             raise
 
     async def _start(self) -> None:
         self.paths.make()
-        await asyncio.to_thread(self._make_network)
+        await run_to_end(self._make_network)
         self.api.start()
         self._api_started = True
         self.api.add_node(self.node_name)
         self.api.write_kubeconfig(self.paths.kubeconfig)
         self.control.create_device_class()
-        self.runtime = await self._start_runtime()
+        await self._start_runtime()
         self._define_services()
         await self.start_service("agent")
         await self.start_service("hook")
@@ -240,14 +272,16 @@ class NodeSandbox:
             self.nics.append(NodeNic(nic.name, f"10.200.{i}.2/24", f"10.200.{i}.1/24",
                                      nic.peer, routed))  # fmt: skip
 
-    async def _start_runtime(self) -> PodRuntime:
+    async def _start_runtime(self) -> None:
+        """Sets self.runtime before starting it, so close() stops it whatever happens."""
         base = self.paths.runtime_dir
         if self.runtime_choice != "stand-in":
-            real = ContainerdRuntime(base=base, netns=self.node_netns_path)
+            self.runtime = ContainerdRuntime(base=base, netns=self.node_netns_path)
             try:
-                await real.start()
-                return real
+                await self.runtime.start()
+                return
             except Exception as exc:
+                self.runtime = None  # a failed start cleaned up after itself
                 if self.runtime_choice == "containerd":
                     raise
                 self.runtime_note = f"containerd could not be set up: {exc}"
@@ -255,9 +289,8 @@ class NodeSandbox:
         else:
             self.runtime_note = "the NRI runtime stand-in was asked for"
         base.mkdir(parents=True, exist_ok=True)
-        standin = StandinRuntime(base=base, lab=self.lab, reason=self.runtime_note)
-        await standin.start()
-        return standin
+        self.runtime = StandinRuntime(base=base, lab=self.lab, reason=self.runtime_note)
+        await self.runtime.start()
 
     def _define_services(self) -> None:
         assert self.runtime is not None
@@ -345,7 +378,12 @@ class NodeSandbox:
             await asyncio.sleep(0.1)
 
     async def close(self) -> None:
-        """Stops pods (NICs go home while the services still run), services, runtime, netns."""
+        """Stops pods (NICs go home while the services still run), services, runtime, netns.
+
+        Runs to its end even when cancelled (then re-raises the cancellation)."""
+        await to_completion(self._close())
+
+    async def _close(self) -> None:
         for pod in list(self.pods.values()):
             await self._best_effort(f"stop pod {pod.name}", self.stop_pod(pod))
         for name in reversed(SERVICES):
@@ -445,7 +483,7 @@ class NodeSandbox:
             await self.prepare(pod)
             await self.run_sandbox(pod)
         except BaseException:
-            await asyncio.shield(self.stop_pod(pod))
+            await to_completion(self.stop_pod(pod))
             raise
         return pod
 

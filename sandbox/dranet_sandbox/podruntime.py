@@ -92,7 +92,14 @@ class ContainerdRuntime:
         return self.daemon.nri_socket
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.daemon.start)
+        starting = asyncio.ensure_future(asyncio.to_thread(self.daemon.start))
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:  # let the thread finish, then undo it
+            with contextlib.suppress(Exception):
+                await starting
+            await asyncio.to_thread(self.daemon.stop)
+            raise
         self.cri = CriClient(self.daemon.cri_socket, self.base / "logs")
         try:
             version = await self.cri.version()
