@@ -11,12 +11,16 @@ agent and the claim-state store (opened read-only); exits 1 when either
 cannot be read, after showing what the other one knows.
 
 Each subcommand is a `register_*` function adding a subparser whose `run`
-default returns the exit code; `demo` plugs in the same way.
+default returns the exit code. Other installed packages add subcommands the
+same way through the entry-point group `dranet.cli` (each entry point is such
+a `register` function); `dranet demo` comes from `dranet_sandbox.demo` so, as
+the import contract requires, this package never imports the sandbox.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import stat
@@ -36,6 +40,7 @@ from dranet.store import AttachmentRecord, ClaimRecord, Role, Store
 
 PROG = "dranet"
 Command = Callable[[argparse.Namespace], int]
+ENTRY_POINT_GROUP = "dranet.cli"
 # Where the DaemonSet puts the agent's socket (the services' default too).
 
 
@@ -207,11 +212,30 @@ def register_status(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser.set_defaults(run=_status)
 
 
+def register_extensions(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Subcommands of other packages (entry-point group `dranet.cli`).
+
+    One that cannot be loaded is skipped with a warning: `dranet health` is
+    a probe and must keep working whatever else is installed.
+    """
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            register = entry.load()
+            register(commands)
+        except Exception as exc:
+            print(
+                f"{PROG}: warning: subcommand {entry.name!r} ({entry.value}) is unavailable: "
+                f"{exc}; reinstall the package that provides it",
+                file=sys.stderr,
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Operate the dranet network driver.")
     commands = parser.add_subparsers(dest="command", required=True)
     register_health(commands)
     register_status(commands)
+    register_extensions(commands)
     return parser
 
 
