@@ -123,12 +123,14 @@ def sockdir() -> Iterator[Path]:
 async def node(containerd: Containerd, sockdir: Path) -> AsyncIterator[Node]:
     agent = FakeAgent()
     server = await serve_fake_agent(agent, str(sockdir / "agent.sock"))
-    async with CriClient(containerd.cri_socket, containerd.base / "logs") as cri:
-        try:
-            yield Node(containerd, agent, sockdir, cri)
-        finally:
-            await cri.remove_all()
-            await server.stop(None)
+    try:
+        async with CriClient(containerd.cri_socket, containerd.base / "logs") as cri:
+            try:
+                yield Node(containerd, agent, sockdir, cri)
+            finally:
+                await cri.remove_all()  # the next test's Synchronize starts empty
+    finally:
+        await server.stop(None)
 
 
 @contextlib.asynccontextmanager
