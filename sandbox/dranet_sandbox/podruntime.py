@@ -62,6 +62,7 @@ class PodRuntime(Protocol):
     async def remove_pod(self, sandbox_id: str) -> None: ...
     async def wait_hook_ready(self, hook: ServiceProcess, connections: int) -> None: ...
     def hook_connections(self) -> int: ...
+    async def pod_uids(self) -> list[str]: ...
 
 
 async def _poll(check: object, what: str, hook: ServiceProcess, timeout: float) -> None:
@@ -137,6 +138,10 @@ class ContainerdRuntime:
     async def remove_pod(self, sandbox_id: str) -> None:
         await self._cri().remove_pod(sandbox_id)
 
+    async def pod_uids(self) -> list[str]:
+        """The pods the runtime knows (ListPodSandbox), by pod UID."""
+        return [p.metadata.uid for p in await self._cri().list_pods()]
+
     def hook_connections(self) -> int:
         try:
             log = self.daemon.log.read_text(errors="replace")
@@ -206,6 +211,9 @@ class StandinRuntime:
 
     def hook_connections(self) -> int:
         return sum(1 for p in self.runtime.plugins if p.ready.is_set())
+
+    async def pod_uids(self) -> list[str]:
+        return [pod.uid for pod, _ in self._pods.values()]
 
     async def wait_hook_ready(self, hook: ServiceProcess, connections: int) -> None:
         await _poll(lambda: self.hook_connections() > connections, "the hook to register", hook, 20)
