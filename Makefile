@@ -30,6 +30,9 @@ lint: $(STAMP)
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	$(VENV)/bin/dranet demo $(DEMO_ARGS)
+
 bench: $(STAMP)
 	$(VENV)/bin/pytest tests/bench --benchmark-only $(PYTEST_ARGS)
 
