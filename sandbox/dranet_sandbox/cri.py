@@ -35,10 +35,12 @@ class PodSpec:
 class CriClient:
     """Async CRI client; `async with CriClient(sock) as c: await c.run_pod(spec)`."""
 
-    def __init__(self, socket: Path, log_dir: Path) -> None:
-        # As the kubelet, ride out a runtime restart: calls wait for the
-        # socket within their deadline, and reconnection is retried quickly.
+    def __init__(self, socket: Path, log_dir: Path, *, wait_for_ready: bool = False) -> None:
+        # wait_for_ready=True rides out a runtime restart as the kubelet does:
+        # calls wait for the socket within their deadline (reconnection is
+        # retried quickly). The default fails fast, e.g. on a dead daemon.
         self._channel = grpc.aio.insecure_channel(f"unix://{socket}", options=_RECONNECT)
+        self._wait = wait_for_ready
         self._stub = cri_grpc.RuntimeServiceStub(self._channel)
         self._log_dir = log_dir
 
@@ -50,7 +52,7 @@ class CriClient:
 
     async def version(self) -> cri.VersionResponse:
         return await self._stub.Version(
-            cri.VersionRequest(version="v1"), timeout=5, wait_for_ready=True
+            cri.VersionRequest(version="v1"), timeout=5, wait_for_ready=self._wait
         )
 
     async def run_pod(self, spec: PodSpec, timeout: float = 30) -> str:
@@ -72,25 +74,29 @@ class CriClient:
             ),
         )
         reply = await self._stub.RunPodSandbox(
-            cri.RunPodSandboxRequest(config=config), timeout=timeout, wait_for_ready=True
+            cri.RunPodSandboxRequest(config=config), timeout=timeout, wait_for_ready=self._wait
         )
         return str(reply.pod_sandbox_id)
 
     async def stop_pod(self, pod_id: str, timeout: float = 30) -> None:
         await self._stub.StopPodSandbox(
-            cri.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=timeout, wait_for_ready=True
+            cri.StopPodSandboxRequest(pod_sandbox_id=pod_id),
+            timeout=timeout,
+            wait_for_ready=self._wait,
         )
 
     async def remove_pod(self, pod_id: str, timeout: float = 30) -> None:
         await self._stub.RemovePodSandbox(
-            cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=timeout, wait_for_ready=True
+            cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id),
+            timeout=timeout,
+            wait_for_ready=self._wait,
         )
 
     async def status(self, pod_id: str) -> cri.PodSandboxStatusResponse:
         return await self._stub.PodSandboxStatus(
             cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True),
             timeout=10,
-            wait_for_ready=True,
+            wait_for_ready=self._wait,
         )
 
     async def netns_path(self, pod_id: str) -> str:
@@ -103,7 +109,7 @@ class CriClient:
 
     async def list_pods(self) -> list[cri.PodSandbox]:
         reply = await self._stub.ListPodSandbox(
-            cri.ListPodSandboxRequest(), timeout=10, wait_for_ready=True
+            cri.ListPodSandboxRequest(), timeout=10, wait_for_ready=self._wait
         )
         return list(reply.items)
 

@@ -124,7 +124,8 @@ async def node(containerd: Containerd, sockdir: Path) -> AsyncIterator[Node]:
     agent = FakeAgent()
     server = await serve_fake_agent(agent, str(sockdir / "agent.sock"))
     try:
-        async with CriClient(containerd.cri_socket, containerd.base / "logs") as cri:
+        logs = containerd.base / "logs"
+        async with CriClient(containerd.cri_socket, logs, wait_for_ready=True) as cri:
             try:
                 yield Node(containerd, agent, sockdir, cri)
             finally:
