@@ -399,6 +399,22 @@ def _mac(text: str) -> str:
     return netvalidate.canonical_mac(text) or text  # invalid ones are reported by validate
 
 
+def unsupported(cfg: NetworkConfig) -> list[Problem]:
+    """Valid settings (kubernetes-sigs/dranet accepts them) this driver cannot honour yet.
+
+    Refusing them at prepare time beats silently doing something else.
+    """
+    problems = []
+    if cfg.interface.dhcp:
+        problems.append(
+            Problem(
+                "interface.dhcp",
+                "DHCP is not supported by this driver yet; set interface.addresses instead",
+            )
+        )
+    return problems
+
+
 def to_json(cfg: NetworkConfig) -> dict[str, Any]:
     """Canonical camelCase JSON; fields left at their defaults are left out.
 

@@ -86,6 +86,14 @@ def test_invalid_config_names_the_field_and_device() -> None:
     assert "interface.mtu" in text and "eth1" in text and "nic" in text
 
 
+def test_dhcp_is_refused_until_the_driver_runs_a_dhcp_client() -> None:
+    c = claim(
+        "c", "u", results=[result("nic", "eth1")], config=[opaque({"interface": {"dhcp": True}})]
+    )
+    with pytest.raises(ClaimError, match=r"interface\.dhcp: DHCP is not supported"):
+        resolve_config(c, "dra.net", c["status"]["allocation"]["devices"]["results"][0])
+
+
 def test_parameters_must_be_an_object() -> None:
     c = claim("c", "u", results=[result("nic", "eth1")], config=[opaque(["not", "an", "object"])])
     with pytest.raises(ClaimError, match="must be a JSON object"):

@@ -113,6 +113,12 @@ def resolve_config(
             f"device {result['device']} (request {result['request']}): {exc.message}",
             hint="fix the opaque parameters for driver " + driver + " in the claim or its class",
         ) from exc
+    if problems := netconfig.unsupported(parsed):
+        raise ClaimError(
+            f"device {result['device']} (request {result['request']}): "
+            + "; ".join(str(p) for p in problems),
+            hint="remove the setting from the claim or its class",
+        )
     return netconfig.to_json(parsed)
 
 
