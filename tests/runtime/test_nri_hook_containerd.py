@@ -322,3 +322,22 @@ async def test_slow_agent_fails_the_sandbox_inside_the_runtime_budget(node: Node
         assert [c.uid for c in node.agent.methods("AttachPod")] == [slow.uid, later.uid]
         assert "closing plugin" not in node.containerd_log()[mark:]
         assert hook.text().count(f"registered with the runtime as {PLUGIN}") == 1
+
+
+async def test_pod_gone_while_the_hook_was_down_is_detached_at_synchronize(node: Node) -> None:
+    gone, kept = spec("gone"), spec("kept")
+    node.agent.claims.update({gone.uid: "net1", kept.uid: "net2"})
+    async with running_hook(node):
+        gone_id = await node.cri.run_pod(gone)
+        gone_netns = await node.cri.netns_path(gone_id)
+        await node.cri.run_pod(kept)
+    await node.cri.stop_pod(gone_id)  # no plugin hears of it
+    await node.cri.remove_pod(gone_id)
+    assert node.agent.methods("DetachPod") == []
+    async with running_hook(node) as hook:
+        assert "synchronizing 1 pods" in hook.text()
+        # The agent's attachment for the vanished pod is given back.
+        assert [(c.uid, c.netns) for c in node.agent.methods("DetachPod")] == [
+            (gone.uid, gone_netns)
+        ]
+        assert [a.pod.uid for a in node.agent.attachments] == [kept.uid]
