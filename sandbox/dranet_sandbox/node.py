@@ -31,6 +31,21 @@ are public so scenarios can put things in between, e.g. restart a service):
 `new_pod` -> `allocate` -> `prepare` -> `run_sandbox` ... `stop_sandbox` ->
 `remove_sandbox` -> `unprepare` -> `deallocate`. A failed step raises
 `PodStartError` naming the stage. Timings (ms) land in `pod.timings`.
+
+The rest of the surface, for scenarios:
+
+- attributes: `lab` (NetLab; `lab.node`, `lab.fabric` netns names), `api`
+  (FakeApiServer), `control`, `kubelet` (KubeletStandin), `runtime`,
+  `services` ("agent", "hook", "plugin" -> ServiceProcess, logs in
+  `paths.logs`), `paths` (SandboxPaths), `nics` (NodeNic), `pods` (live
+  pods by UID), `node_name` (also the pool name);
+- services: `start_service(name)` (waits until ready: agent SERVING,
+  hook connected to the runtime, plugin registered with the kubelet),
+  `stop_service(name)` (SIGTERM), `restart_service(name)`;
+- inspection: `pod_exec`, `pod_ip_json`, `ping` (pod -> address),
+  `fabric_ping` (fabric -> address), `node_ip_json`, `nic_snapshot`
+  (`ip -j -d` link/addr/route minus VOLATILE, None when the NIC is not on
+  the node), `wait_claim_status`, `wait_published`, `runtime.pod_uids()`.
 """
 
 from __future__ import annotations
@@ -52,7 +67,7 @@ from typing import Any, Literal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dranet.errors import PeerError
+from dranet.errors import DranetError, PeerError
 from dranet.grpcserver import unix_channel
 from dranet_sandbox.controlplane import ControlPlane, PodRef
 from dranet_sandbox.cri import PodSpec
@@ -74,6 +89,16 @@ from dranet_sandbox.processes import (
 from dranet_sandbox.standins.apiserver import FakeApiServer
 from dranet_sandbox.standins.kubelet import Claim, ClaimResult, KubeletStandin
 
+__all__ = [
+    "VOLATILE",
+    "NodeNic",
+    "NodeSandbox",
+    "Pod",
+    "PodStartError",
+    "RuntimeChoice",
+    "in_netns",
+    "nic_snapshot",
+]
 log = logging.getLogger(__name__)
 RuntimeChoice = Literal["auto", "containerd", "stand-in"]
 SERVICES = ("agent", "hook", "plugin")
@@ -198,14 +223,14 @@ class NodeSandbox:
         *,
         runtime: RuntimeChoice = "auto",
         log_level: str = "info",
-        namespace_prefix: str = "default",
+        namespace: str = "default",
     ) -> None:
         if not 1 <= nics <= 50:
             raise ValueError(f"nics={nics}: use 1 to 50")
         self.nic_count = nics
         self.runtime_choice: RuntimeChoice = runtime
         self.log_level = log_level
-        self.namespace = namespace_prefix
+        self.namespace = namespace  # of the pods and claims
         self.lab = NetLab()
         self.node_name = f"{self.lab.prefix}-node"
         self.paths = SandboxPaths(Path(tempfile.mkdtemp(prefix="dranet-sbx-", dir="/tmp")))
@@ -418,9 +443,7 @@ class NodeSandbox:
         for claim in pod.claims:
             try:
                 self.control.allocate(pod.namespace, claim, pod.ref)
-            except PeerError as exc:
-                raise PodStartError("allocate", pod.name, str(exc)) from exc
-            except Exception as exc:
+            except DranetError as exc:
                 raise PodStartError("allocate", pod.name, str(exc)) from exc
 
     def _claim_refs(self, pod: Pod) -> list[Claim]:
@@ -433,7 +456,10 @@ class NodeSandbox:
     async def prepare(self, pod: Pod) -> dict[str, ClaimResult]:
         """NodePrepareResources; any per-claim error -> PodStartError("prepare")."""
         started = time.monotonic()
-        results = await self.kubelet.prepare(self._claim_refs(pod), driver=DRIVER)
+        try:
+            results = await self.kubelet.prepare(self._claim_refs(pod), driver=DRIVER)
+        except DranetError as exc:  # the plugin is down or broke the kubelet's rules
+            raise PodStartError("prepare", pod.name, str(exc)) from exc
         pod.timings["prepare"] = _ms(started)
         errors = [f"{uid}: {r.error}" for uid, r in results.items() if r.error]
         if errors:
