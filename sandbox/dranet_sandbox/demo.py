@@ -11,8 +11,13 @@ that the NIC is back on the node exactly as before (`ip -j -d` link, addresses
 and routes, minus the volatile fields listed in `node.VOLATILE`).
 
 `--json` prints one JSON object on stdout and nothing else (progress and
-logs go to stderr); `--keep` pauses with the pod running, prints how to look
-around, and tears everything down on Ctrl-C or SIGTERM. Exit codes: 0 ok,
+logs go to stderr). Its `timings_ms` are what the kubelet would wait for:
+`prepare` = the NodePrepareResources call, `attach` = CRI RunPodSandbox
+(CNI, then NRI -> hook -> agent moving and configuring the NIC), `detach` =
+CRI StopPodSandbox (NRI -> hook -> agent giving the NIC back). When the
+runtime stand-in replaced containerd, `runtime_note` says why. `--keep`
+pauses with the pod running, prints how to look around, and tears
+everything down on Ctrl-C or SIGTERM. Exit codes: 0 ok,
 1 a check failed or the sandbox broke, 2 usage or not root.
 
 `register` plugs the subcommand into the `dranet` CLI (entry-point group
@@ -31,6 +36,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
+
+from dranet_sandbox.debfetch import DEFAULT_CACHE
 
 if TYPE_CHECKING:
     from dranet_sandbox.node import NodeNic, NodeSandbox, Pod
@@ -269,6 +276,8 @@ async def demo_main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, on_signal)
     try:
         say.say(f"dranet demo: building a node sandbox with {args.nics} NIC(s)...", indent=0)
+        if args.runtime != "stand-in" and not (DEFAULT_CACHE / "stamp").exists():
+            say.say(f"(first run: fetching containerd, runc and CNI plugins into {DEFAULT_CACHE})")
         async with NodeSandbox(args.nics, runtime=args.runtime, log_level=args.log_level) as node:
             await run_demo(node, say, report, keep)
         report["ok"] = bool(
