@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dranet.errors import SettingsError
+from dranet.paths import DEFAULT_AGENT_SOCKET
 from dranet.settings import parse_settings, setting
 from dranet_nri_hook.plugin import DEFAULT_SOCKET, PluginOptions, check_identity
 
@@ -22,7 +23,7 @@ class HookSettings:
     plugin_name: str = setting("dranet", "NRI plugin name ([A-Za-z0-9_.+-]).")
     plugin_index: str = setting("00", "NRI plugin index: two digits; lower runs first.")
     agent_socket: str = setting(
-        "/run/dranet/agent.sock", "Unix socket of the netlink agent's private gRPC API."
+        DEFAULT_AGENT_SOCKET, "Unix socket of the netlink agent's private gRPC API."
     )
     agent_timeout: float = setting(
         1.5, "Seconds an agent call may take; keep it under the runtime's 2 s NRI budget."
