@@ -34,7 +34,8 @@ demo: $(STAMP)
 	$(VENV)/bin/dranet demo $(DEMO_ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/pytest tests/bench --benchmark-only $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/bench --benchmark-enable --benchmark-only \
+		--benchmark-columns=min,median,mean,max,rounds $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
