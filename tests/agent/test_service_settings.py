@@ -19,7 +19,7 @@ def test_defaults() -> None:
     settings = load_settings([])
     assert settings.socket == "/run/dranet/agent/agent.sock"
     assert settings.roots == DEFAULT_ROOTS
-    assert settings.ignored == ()
+    assert settings.ignored == ("cilium_net", "cilium_host", "docker0")
     assert settings.crash_at == ""
 
 

@@ -15,6 +15,7 @@ from dranet.errors import SettingsError
 from dranet.paths import DEFAULT_AGENT_SOCKET
 from dranet.settings import parse_settings, setting
 from dranet_netlink_agent.netnspaths import DEFAULT_ROOTS
+from dranet_netlink_agent.uplinks import DEFAULT_IGNORE
 
 CRASH_POINTS = ("", "pending", "moved")
 
@@ -32,7 +33,10 @@ class AgentSettings:
     node_netns: str = setting(
         "", "Network namespace whose interfaces are the node's NICs; empty: the agent's own."
     )
-    ignore: str = setting("", "Comma-separated interface names never offered.")
+    ignore: str = setting(
+        ",".join(DEFAULT_IGNORE),
+        "Comma-separated interface names or shell globs never offered (CNI/container bridges).",
+    )
     sysctl_root: str = setting(
         "/proc/sys",
         "Where a writable procfs sys/ is (a container's /proc/sys is read-only).",
