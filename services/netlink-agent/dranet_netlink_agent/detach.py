@@ -226,6 +226,10 @@ async def detach_records(ctx: AgentContext, rows: list[AttachmentRecord]) -> lis
         await ctx.delete(rec)
         ctx.listener("detached", rec)
         out.append(done)
+    if any(done.outcome == Outcome.LOST for done in out):
+        # No node-side netlink event announces a device that died in the pod:
+        # rescan now so the inventory stops listing it (it is unpublished at once).
+        await ctx.resolver.rescan()
     if errors:
         raise errors[0]
     return out
