@@ -35,6 +35,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dranet_sandbox.debfetch import DEFAULT_CACHE
@@ -42,6 +43,8 @@ from dranet_sandbox.debfetch import DEFAULT_CACHE
 if TYPE_CHECKING:
     from dranet_sandbox.node import NodeNic, NodeSandbox, Pod
 
+# SIGHUP too: a closed terminal under --keep must not leave the sandbox behind.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CLAIM = "demo-nic"
 POD = "demo"
 INTERFACE = "net1"
@@ -247,7 +250,8 @@ def print_keep_help(node: NodeSandbox, pod: Pod, say: Narrator) -> None:
     )
     say.say(
         f"\nTear down: Ctrl-C here, or `kill -TERM {os.getpid()}`. The pod is stopped, "
-        f"{node.nics[0].name} goes back to the node and the sandbox is removed."
+        f"{node.nics[0].name} goes back to the node and the sandbox is removed.\n"
+        f"If this process was killed: dranet demo --teardown {node.paths.base}"
     )
 
 
@@ -272,7 +276,7 @@ async def demo_main(args: argparse.Namespace) -> int:
         else:
             print("still cleaning up, please wait", file=sys.stderr)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal)
     try:
         say.say(f"dranet demo: building a node sandbox with {args.nics} NIC(s)...", indent=0)
@@ -292,7 +296,7 @@ async def demo_main(args: argparse.Namespace) -> int:
         report["error"] = str(exc)
         log.debug("demo failed", exc_info=True)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -307,6 +311,8 @@ async def demo_main(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.teardown:
+        return teardown_command(args.teardown)
     if not 1 <= args.nics <= 50:
         print("dranet demo: --nics must be between 1 and 50", file=sys.stderr)
         return 2
@@ -325,6 +331,22 @@ def run_command(args: argparse.Namespace) -> int:
     return asyncio.run(demo_main(args))
 
 
+def teardown_command(directory: str) -> int:
+    from dranet.errors import DranetError  # noqa: PLC0415
+    from dranet_sandbox.teardown import teardown  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        print("dranet demo --teardown: needs root", file=sys.stderr)
+        return 2
+    try:
+        for line in teardown(Path(directory)):
+            print(line)
+    except DranetError as exc:
+        print(f"dranet demo --teardown: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
@@ -339,6 +361,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level", default="warning", help="sandbox and services log level (warning)"
+    )
+    parser.add_argument(
+        "--teardown",
+        metavar="DIR",
+        default="",
+        help="tear down the sandbox in DIR left by a demo that was killed, then exit",
     )
     parser.set_defaults(run=run_command)
 

@@ -54,6 +54,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -88,6 +89,7 @@ from dranet_sandbox.processes import (
 )
 from dranet_sandbox.standins.apiserver import FakeApiServer
 from dranet_sandbox.standins.kubelet import Claim, ClaimResult, KubeletStandin
+from dranet_sandbox.teardown import write_state
 
 __all__ = [
     "VOLATILE",
@@ -278,6 +280,7 @@ class NodeSandbox:
         self.api.write_kubeconfig(self.paths.kubeconfig)
         self.control.create_device_class()
         await self._start_runtime()
+        self.save_state()
         self._define_services()
         await self.start_service("agent")
         await self.start_service("hook")
@@ -336,6 +339,7 @@ class NodeSandbox:
         assert self.runtime is not None
         connections = self.runtime.hook_connections()
         await service.start()
+        self.save_state()
         try:
             async with asyncio.timeout(timeout):
                 await self._wait_ready(service, connections)
@@ -360,6 +364,29 @@ class NodeSandbox:
                     await asyncio.sleep(0.05)
             finally:
                 registered.cancel()
+
+    def save_state(self) -> None:
+        """Records pids, namespaces and dirs for `teardown` (if this process dies)."""
+        daemon = self.runtime.daemon if isinstance(self.runtime, ContainerdRuntime) else None
+        containerd = None
+        if daemon is not None and daemon.proc is not None:
+            containerd = {
+                "pid": daemon.proc.pid,
+                "base": str(daemon.base),
+                "cri_socket": str(daemon.cri_socket),
+            }
+        write_state(
+            self.paths.base,
+            {
+                "owner_pid": os.getpid(),
+                "prefix": self.lab.prefix,
+                "node_netns": self.lab.node,
+                "fabric_netns": self.lab.fabric,
+                "runtime": self.runtime_info,
+                "containerd": containerd,
+                "services": {n: s.pid for n, s in self.services.items() if s.running},
+            },
+        )
 
     async def stop_service(self, name: str) -> int | None:
         """SIGTERM (then SIGKILL); for the plugin, also waits for the kubelet to see it gone."""
