@@ -8,7 +8,7 @@ for one NIC (`net1`, an address, MTU 1400, a route), starts a pod with it,
 shows `ip addr` inside the pod, pings the NIC's fabric peer from the pod,
 shows the claim's `status.devices` (networkData), stops the pod and checks
 that the NIC is back on the node exactly as before (`ip -j -d` link, addresses
-and routes, minus the volatile fields listed in `node.VOLATILE`).
+and routes, minus the volatile fields listed in `netview.VOLATILE`).
 
 `--json` prints one JSON object on stdout and nothing else (progress and
 logs go to stderr). Its `timings_ms` are what the kubelet would wait for:
