@@ -18,9 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +43,8 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from dranet.grpcserver import ServerInterceptor
 
@@ -42,6 +53,7 @@ if TYPE_CHECKING:  # the stubs make it generic; grpc's runtime class is not
 else:
     RpcHandler = grpc.RpcMethodHandler
 
+log = logging.getLogger(__name__)
 PREFIX = "dranet_"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 # Local calls: most take milliseconds; netlink moves and slow peers take seconds.
@@ -103,6 +115,34 @@ class Metrics:
 
     def server_interceptor(self) -> ServerInterceptor:
         return RpcMetricsInterceptor(self)
+
+    def watch_store(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export `dranet_store_rows{table}`, read by `counts()` at each scrape
+        (e.g. `Store.counts`; it must be callable from the exposition thread)."""
+        self.registry.register(StoreRowsCollector(counts))
+
+
+class StoreRowsCollector(Collector):
+    """Rows per table of the claim-state store, counted when scraped."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # nothing read at registration time (the store may not be open yet)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            PREFIX + "store_rows", "Rows in the claim-state store, by table.", labels=["table"]
+        )
+        try:
+            counts = self._counts()
+        except Exception as exc:  # a closed or busy store must not break the scrape
+            log.debug("store row count failed: %s", exc)
+            return []
+        for table, rows in sorted(counts.items()):
+            family.add_metric([table], rows)
+        return [family]
 
 
 def _final_code(context: Any, failure: BaseException | None) -> grpc.StatusCode:

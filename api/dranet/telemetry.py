@@ -96,6 +96,29 @@ def _otlp_exporter(protocol: str) -> SpanExporter:
     return HttpExporter()
 
 
+# Downward-API variables the DaemonSet sets -> resource attributes.
+DOWNWARD_ENV = (
+    ("POD_NAME", "k8s.pod.name"),
+    ("POD_NAMESPACE", "k8s.namespace.name"),
+    ("POD_UID", "k8s.pod.uid"),
+)
+
+
+def service_resource(
+    node_name: str, container: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Resource attributes of one sidecar: node, container, and the pod's names from
+    the downward API variables (POD_NAME, POD_NAMESPACE, POD_UID) when set."""
+    env = os.environ if environ is None else environ
+    attributes = {"k8s.container.name": container}
+    if node_name:
+        attributes["k8s.node.name"] = node_name
+    for var, key in DOWNWARD_ENV:
+        if env.get(var):
+            attributes[key] = env[var]
+    return attributes
+
+
 def build_resource(service_name: str, attributes: Mapping[str, str] = {}) -> Resource:
     """service.name and code-given attributes, overridden by OTEL_SERVICE_NAME and
     OTEL_RESOURCE_ATTRIBUTES (the operator has the last word)."""
