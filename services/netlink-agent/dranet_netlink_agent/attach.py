@@ -18,12 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dranet.errors import InvalidArgumentError, NetworkStepError, RefusedError
+from opentelemetry import trace
+
+from dranet.errors import DranetError, InvalidArgumentError, NetworkStepError, RefusedError
 from dranet.logs import log_context
 from dranet.netconfig import NetworkConfig, parse_config
 from dranet.store import AttachmentPhase, AttachmentRecord, ClaimRecord, PreparedDevice
 from dranet.telemetry import link_from_carrier
-from dranet_netlink_agent.configure import PodChanges, configure_pod, reason, undo_pod_changes
+from dranet_netlink_agent.configure import (
+    PodChanges,
+    configure_pod,
+    reason,
+    step,
+    undo_pod_changes,
+)
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back
 from dranet_netlink_agent.hoststate import capture
@@ -114,31 +122,57 @@ async def _check_pod_names(path: str, plans: Sequence[_Plan]) -> None:
                 )
 
 
-def span_attributes(pod: PodRef, claim: ClaimRecord, device: str, ifname: str) -> dict[str, str]:
-    return {
+def pod_attributes(pod: PodRef, netns_path: str = "") -> dict[str, str]:
+    attributes = {
         "k8s.pod.uid": pod.uid,
         "k8s.namespace.name": pod.namespace,
         "k8s.pod.name": pod.name,
+    }
+    if netns_path:
+        attributes["dranet.netns.path"] = netns_path
+    return attributes
+
+
+def span_attributes(
+    pod: PodRef, claim: ClaimRecord, device: str, ifname: str, netns_path: str = ""
+) -> dict[str, str]:
+    return {
+        **pod_attributes(pod, netns_path),
         "dranet.claim.uid": claim.uid,
         "dranet.claim.name": f"{claim.namespace}/{claim.name}",
         "dranet.device": device,
+        "dranet.interface.name": ifname,
+        # The first name of the attribute; remove once tests/agent stops asserting it.
         "dranet.interface": ifname,
     }
+
+
+def failed_step(exc: BaseException) -> str:
+    """The metrics label of a failure: the step's name, or what kind of refusal."""
+    if isinstance(exc, NetworkStepError):
+        return exc.step
+    if isinstance(exc, DranetError):
+        return type(exc).__name__.removesuffix("Error").lower() or "error"
+    return "cancelled" if isinstance(exc, asyncio.CancelledError) else "internal"
 
 
 async def attach_device(ctx: AgentContext, pod: PodRef, path: str, plan: _Plan) -> AttachmentRecord:
     """One traced device transaction, linked to the claim's prepare span."""
     link = link_from_carrier(plan.claim.trace_context)
-    attributes = span_attributes(pod, plan.claim, plan.prepared.device, plan.pod_ifname)
+    attributes = span_attributes(pod, plan.claim, plan.prepared.device, plan.pod_ifname, path)
     with (
         log_context(
             pod=f"{pod.namespace}/{pod.name}", claim=plan.claim.uid, device=plan.prepared.device
         ),  # fmt: skip
         ctx.tracer.start_as_current_span(
             "attach device", links=[link] if link else None, attributes=attributes
-        ),
+        ) as span,
     ):
-        rec = await _attach_device(ctx, pod, path, plan)
+        try:
+            rec = await _attach_device(ctx, pod, path, plan)
+        except NetworkStepError as exc:
+            span.set_attribute("dranet.failed_step", exc.step)
+            raise
         log.info("attached %s as %s", plan.device.ifname, rec.pod_ifname)
         return rec
 
@@ -152,15 +186,13 @@ async def _attach_device(
         link = await get_link(node, ifname=dev.ifname)
         if link is None:
             raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
-        try:
+        async with step("record host state", name):
             original = await capture(
                 node,
                 link["ifindex"],
                 permanent_mac=dev.permanent_mac,
                 pci_address=dev.pci_address,
             )
-        except Exception as exc:
-            raise NetworkStepError("record host state", name, reason(exc)) from exc
         rec = AttachmentRecord(
             claim_uid=plan.claim.uid,
             device=name,
@@ -178,7 +210,7 @@ async def _attach_device(
         ctx.checkpoint("pending")
         try:
             iface = cfg.interface
-            try:
+            async with step("move into pod", name):
                 if link["up"]:
                     await set_state(node, link["ifindex"], False)  # a rename needs it down
                 fd = open_netns(path)
@@ -197,8 +229,6 @@ async def _attach_device(
                     )
                 finally:
                     os.close(fd)
-            except Exception as exc:
-                raise NetworkStepError("move into pod", name, reason(exc)) from exc
             rec = dataclasses.replace(rec, phase=AttachmentPhase.MOVED)
             await ctx.put(rec)
             ctx.checkpoint("moved")
@@ -240,18 +270,39 @@ async def _configure(
 
 
 async def _rollback(ctx: AgentContext, rec: AttachmentRecord, cause: BaseException) -> None:
-    try:
-        await give_back(ctx, rec)
-    except Exception as exc:  # keep the row: start-up recovery retries it
-        log.error("rollback of %s failed (%s) after: %s", rec.device, reason(exc), cause)
-        return
-    await ctx.delete(rec)
+    attributes = {
+        "dranet.claim.uid": rec.claim_uid,
+        "dranet.device": rec.device,
+        "dranet.rollback.cause": reason(cause),
+    }
+    with ctx.tracer.start_as_current_span("rollback", attributes=attributes) as span:
+        try:
+            await give_back(ctx, rec)
+        except Exception as exc:  # keep the row: start-up recovery retries it
+            log.error("rollback of %s failed (%s) after: %s", rec.device, reason(exc), cause)
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"rollback failed: {exc}"))
+            ctx.metrics.detach_failures.labels("rollback").inc()
+            return
+        await ctx.delete(rec)
 
 
 async def attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[AttachmentRecord]:
     """Attaches every device prepared for `pod`; all or nothing."""
     if not pod.uid:
         raise InvalidArgumentError("pod uid is empty", hint="pass the pod's metadata.uid")
+    attributes = pod_attributes(pod, netns_path)
+    with ctx.tracer.start_as_current_span("attach pod", attributes=attributes) as span:
+        try:
+            done = await _attach_pod(ctx, pod, netns_path)
+        except BaseException as exc:
+            ctx.metrics.attach_failures.labels(failed_step(exc)).inc()
+            raise
+        span.set_attribute("dranet.devices", len(done))
+        return done
+
+
+async def _attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[AttachmentRecord]:
     async with ctx.lock:
         claims = await asyncio.to_thread(ctx.store.claims_for_pod, pod.uid)
         if not claims:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from socket import AF_INET, AF_INET6
 from typing import Any
 
+from opentelemetry import trace
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -32,6 +33,8 @@ from dranet_netlink_agent.linkops import get_link, set_state, tolerate
 from dranet_netlink_agent.netns import Target, arun_in_netns
 
 log = logging.getLogger("dranet.agent")
+tracer = trace.get_tracer("dranet.netlink-agent")
+STEP_ATTRIBUTE = "dranet.step"
 
 
 @dataclass
@@ -61,13 +64,16 @@ def reason(exc: BaseException) -> str:
 
 @asynccontextmanager
 async def step(name: str, device: str) -> AsyncIterator[None]:
-    """Turns any failure inside into NetworkStepError naming `name`."""
-    try:
-        yield
-    except DranetError:
-        raise
-    except Exception as exc:
-        raise NetworkStepError(name, device, reason(exc)) from exc
+    """A span `step <name>` around the block; any failure inside becomes a
+    NetworkStepError naming `name` (recorded on the span, status ERROR)."""
+    attributes = {STEP_ATTRIBUTE: name, "dranet.device": device}
+    with tracer.start_as_current_span(f"step {name}", attributes=attributes):
+        try:
+            yield
+        except DranetError:
+            raise
+        except Exception as exc:
+            raise NetworkStepError(name, device, reason(exc)) from exc
 
 
 def sysctl_values(cfg: NetworkConfig, ifname: str) -> dict[str, str]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from opentelemetry.trace import Tracer
+from prometheus_client import CollectorRegistry, Counter
 
+from dranet.metrics import Metrics
 from dranet.store import AttachmentRecord, Store
 from dranet.telemetry import tracer
 from dranet_netlink_agent.linkops import own_netns_fd
@@ -58,6 +60,26 @@ def _no_listener(kind: str, rec: AttachmentRecord) -> None:
 
 
 @dataclass
+class AgentMetrics:
+    """The agent's own metrics (the shared ones live in dranet.metrics)."""
+
+    attach_failures: Counter
+    detach_failures: Counter
+
+    @classmethod
+    def create(cls, metrics: Metrics | None = None) -> AgentMetrics:
+        m = metrics if metrics is not None else Metrics(CollectorRegistry())  # unserved
+        return cls(
+            attach_failures=m.counter(
+                "attach_failures_total", "Device attaches that failed, by step.", ("step",)
+            ),
+            detach_failures=m.counter(
+                "detach_failures_total", "Device give-backs that failed, by step.", ("step",)
+            ),
+        )
+
+
+@dataclass
 class AgentContext:
     store: Store
     resolver: Resolver
@@ -70,6 +92,7 @@ class AgentContext:
     listener: Callable[[str, AttachmentRecord], None] = _no_listener
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tracer: Tracer = field(default_factory=lambda: tracer("dranet.netlink-agent"))
+    metrics: AgentMetrics = field(default_factory=AgentMetrics.create)
 
     def node_fd(self) -> int:
         """A fresh fd of the node namespace (the caller closes it)."""

@@ -24,7 +24,13 @@ from pyroute2 import AsyncIPRoute
 from dranet.errors import DranetError, NetworkStepError
 from dranet.logs import log_context
 from dranet.store import AttachmentRecord
-from dranet_netlink_agent.configure import PodChanges, reason, undo_pod_changes
+from dranet_netlink_agent.configure import (
+    STEP_ATTRIBUTE,
+    PodChanges,
+    reason,
+    step,
+    undo_pod_changes,
+)
 from dranet_netlink_agent.context import AgentContext, log
 from dranet_netlink_agent.hoststate import link_values, restore_on_node
 from dranet_netlink_agent.linkops import get_link, is_errno, links, set_link, set_state
@@ -108,11 +114,9 @@ async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> str:
             with contextlib.suppress(Exception):
                 await undo_pod_changes(pod, changes)
             return ""
-        try:
+        async with step("move back to node", rec.device):
             await set_state(pod, link["ifindex"], False)
             name = await _move(ctx, pod, link["ifindex"], rec)
-        except Exception as exc:
-            raise NetworkStepError("move back to node", rec.device, reason(exc)) from exc
         with contextlib.suppress(Exception):
             await undo_pod_changes(pod, changes)
     return name
@@ -165,9 +169,12 @@ async def give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
     """Returns the device of `rec` to the node as recorded. Idempotent."""
     attributes = {
         "k8s.pod.uid": rec.pod_uid,
+        "k8s.namespace.name": rec.pod_namespace,
+        "k8s.pod.name": rec.pod_name,
         "dranet.claim.uid": rec.claim_uid,
         "dranet.device": rec.device,
-        "dranet.interface": rec.pod_ifname,
+        "dranet.interface.name": rec.pod_ifname,
+        "dranet.netns.path": rec.netns_path,
         "dranet.attachment.phase": str(rec.phase),
     }
     with (
@@ -176,7 +183,12 @@ async def give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
         ),  # fmt: skip
         ctx.tracer.start_as_current_span("give back device", attributes=attributes) as span,
     ):
-        done = await _give_back(ctx, rec)
+        try:
+            done = await _give_back(ctx, rec)
+        except NetworkStepError as exc:
+            span.set_attribute("dranet.failed_step", exc.step)
+            ctx.metrics.detach_failures.labels(exc.step).inc()
+            raise
         span.set_attribute("dranet.outcome", str(done.outcome))
         return done
 
@@ -198,16 +210,20 @@ async def _give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
                 f"{rec.host_ifname} was destroyed with the pod network namespace "
                 "(a virtual device does not return to the node)",
             )
-        try:
-            await restore_on_node(node, index, rec.original)
-        except Exception as exc:
-            hint = ""
-            if is_errno(exc, errno.EEXIST) and await get_link(node, ifname=rec.host_ifname):
-                hint = (
-                    f"{rec.host_ifname} is taken on the node by another interface; the device "
-                    f"waits there as {temp_name(rec)}: free the name and detach again"
-                )
-            raise NetworkStepError("restore on node", rec.device, reason(exc), hint=hint) from exc
+        attributes = {STEP_ATTRIBUTE: "restore on node", "dranet.device": rec.device}
+        with ctx.tracer.start_as_current_span("step restore on node", attributes=attributes):
+            try:
+                await restore_on_node(node, index, rec.original)
+            except Exception as exc:
+                hint = ""
+                if is_errno(exc, errno.EEXIST) and await get_link(node, ifname=rec.host_ifname):
+                    hint = (
+                        f"{rec.host_ifname} is taken on the node by another interface; the "
+                        f"device waits there as {temp_name(rec)}: free the name and detach again"
+                    )
+                raise NetworkStepError(
+                    "restore on node", rec.device, reason(exc), hint=hint
+                ) from exc
     return Detached(
         rec.claim_uid, rec.device, Outcome.RESTORED, f"{rec.host_ifname} restored on the node"
     )
@@ -236,10 +252,13 @@ async def detach_records(ctx: AgentContext, rows: list[AttachmentRecord]) -> lis
 
 
 async def detach_pod(ctx: AgentContext, pod_uid: str) -> list[Detached]:
-    async with ctx.lock:
-        return await detach_records(ctx, await ctx.rows(pod_uid=pod_uid))
+    with ctx.tracer.start_as_current_span("detach pod", attributes={"k8s.pod.uid": pod_uid}):
+        async with ctx.lock:
+            return await detach_records(ctx, await ctx.rows(pod_uid=pod_uid))
 
 
 async def release_claim(ctx: AgentContext, claim_uid: str) -> list[Detached]:
-    async with ctx.lock:
-        return await detach_records(ctx, await ctx.rows(claim_uid=claim_uid))
+    attributes = {"dranet.claim.uid": claim_uid}
+    with ctx.tracer.start_as_current_span("release claim", attributes=attributes):
+        async with ctx.lock:
+            return await detach_records(ctx, await ctx.rows(claim_uid=claim_uid))

@@ -22,8 +22,8 @@ from dranet.lifecycle import run
 from dranet.logs import setup_logging
 from dranet.metrics import Metrics, start_metrics_server
 from dranet.store import Role, Store
-from dranet.telemetry import server_interceptors, setup_telemetry
-from dranet_netlink_agent.context import AgentContext
+from dranet.telemetry import server_interceptors, service_resource, setup_telemetry
+from dranet_netlink_agent.context import AgentContext, AgentMetrics
 from dranet_netlink_agent.inventory import Inventory
 from dranet_netlink_agent.recovery import reconcile
 from dranet_netlink_agent.service import AttachmentHub, NetlinkAgentService
@@ -46,9 +46,12 @@ def crash_hook(point: str) -> Callable[[str], None]:
 
 
 async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
-    telemetry = setup_telemetry("dranet-netlink-agent")
+    telemetry = setup_telemetry(
+        "dranet-netlink-agent", resource=service_resource(settings.node_name, SERVICE)
+    )
     metrics = Metrics()
     store = await asyncio.to_thread(Store, settings.state_db, role=Role.AGENT)
+    metrics.watch_store(store.counts)
     if store.dropped_stale_attachments:
         log.info("dropped %d attachment rows of an earlier boot", store.dropped_stale_attachments)
     node_netns = settings.node_netns or None
@@ -68,6 +71,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         sysctl_root=settings.sysctl_root,
         checkpoint=crash_hook(settings.crash_at),
         listener=hub.publish,
+        metrics=AgentMetrics.create(metrics),
     )
     exposition = None
     server: UnixServer | None = None
@@ -76,6 +80,8 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         log.info("start-up reconcile: kept %d, rolled back %d, lost %d, failed %d",
                  len(report.kept), len(report.rolled_back), len(report.lost),
                  len(report.failed))  # fmt: skip
+        # Readiness = the first scan is done: the socket only appears after it,
+        # so no client ever sees an empty device list from a starting agent.
         await inventory.start()
         service = NetlinkAgentService(ctx, inventory, hub)
         server = UnixServer(

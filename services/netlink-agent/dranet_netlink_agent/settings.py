@@ -25,6 +25,7 @@ class AgentSettings:
     socket: str = setting(
         DEFAULT_AGENT_SOCKET, "Unix socket of the private gRPC API (its directory is made 0750)."
     )
+    node_name: str = setting("", "Name of this node (downward API); labels traces.")
     state_db: str = setting("/var/lib/dranet/state.db", "The claim-state store (SQLite).")
     netns_roots: str = setting(
         ",".join(DEFAULT_ROOTS),
