@@ -13,9 +13,11 @@ devices, so failing loudly is better than being late.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -57,6 +59,18 @@ def pod_ref(pod: api_pb2.PodSandbox) -> agent_pb2.PodRef:
 
 def pod_label(pod: api_pb2.PodSandbox | agent_pb2.PodRef) -> str:
     return f"{pod.namespace}/{pod.name}"
+
+
+def pod_attributes(pod: api_pb2.PodSandbox | agent_pb2.PodRef, netns: str = "") -> dict[str, str]:
+    """Span attributes of a pod event (OpenTelemetry k8s.* names, dranet.* for ours)."""
+    attributes = {
+        "k8s.pod.uid": pod.uid,
+        "k8s.pod.name": pod.name,
+        "k8s.namespace.name": pod.namespace,
+    }
+    if netns:
+        attributes["dranet.netns.path"] = netns
+    return attributes
 
 
 def stale_attachments(
@@ -114,6 +128,11 @@ class PodHandlers:
         self._agent = agent
         self._timeout = timeout
         self._metrics = metrics if metrics is not None else Metrics(CollectorRegistry())  # unserved
+        self._detach_failures = self._metrics.counter(
+            "nri_detach_failures_total",
+            "DetachPod calls that failed (the pod's teardown went on), by NRI event.",
+            ("event",),
+        )
         # pod uid -> (sandbox id, netns path) of the pod's newest sandbox
         self._sandboxes: dict[str, tuple[str, str]] = {}
 
@@ -136,14 +155,26 @@ class PodHandlers:
         )  # fmt: skip
         return True
 
+    @contextlib.contextmanager
+    def _event(self, event: str, pod: api_pb2.PodSandbox, netns: str) -> Iterator[_Outcome]:
+        """Log keys, a span `nri.<event>` and the event's count and latency; the
+        result is "error" when the block raises or sets `failed`."""
+        outcome = _Outcome()
+        start = time.monotonic()
+        result = "error"
+        try:
+            with (
+                log_context(pod=pod_label(pod), pod_uid=pod.uid),
+                tracer.start_as_current_span(f"nri.{event}", attributes=pod_attributes(pod, netns)),
+            ):
+                yield outcome
+            result = "error" if outcome.failed else "ok"
+        finally:
+            self._metrics.observe_event(f"nri.{event}", result, time.monotonic() - start)
+
     async def run_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         netns = pod_netns(pod)
-        attrs = {"k8s.pod.uid": pod.uid, "k8s.pod.name": pod_label(pod), "netns": netns}
-        with (
-            log_context(pod=pod_label(pod), pod_uid=pod.uid),
-            tracer.start_as_current_span("nri.RunPodSandbox", attributes=attrs),
-            self._metrics.time_event("nri.RunPodSandbox"),
-        ):
+        with self._event("RunPodSandbox", pod, netns):
             self._sandboxes[pod.uid] = (pod.id, netns)
             request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
             deadline = self._deadline
@@ -160,34 +191,25 @@ class PodHandlers:
                 log.info("pod %s attached: %s", pod_label(pod), names)
 
     async def stop_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
-        with (
-            log_context(pod=pod_label(pod), pod_uid=pod.uid),
-            tracer.start_as_current_span("nri.StopPodSandbox", attributes={"k8s.pod.uid": pod.uid}),
-        ):
+        netns = pod_netns(pod) or self.remembered_netns(pod.uid)
+        with self._event("StopPodSandbox", pod, netns) as outcome:
             if self._replaced(pod, "StopPodSandbox"):
                 return
-            await self._detach(
-                pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "StopPodSandbox"
-            )
+            outcome.failed = not await self._detach(pod_ref(pod), netns, "StopPodSandbox")
 
     async def remove_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         # Idempotent fallback for a missed or failed Stop; the netns may be gone.
-        with (
-            log_context(pod=pod_label(pod), pod_uid=pod.uid),
-            tracer.start_as_current_span(
-                "nri.RemovePodSandbox", attributes={"k8s.pod.uid": pod.uid}
-            ),
-        ):
+        netns = pod_netns(pod) or self.remembered_netns(pod.uid)
+        with self._event("RemovePodSandbox", pod, netns) as outcome:
             if self._replaced(pod, "RemovePodSandbox"):
                 return
-            await self._detach(
-                pod_ref(pod), pod_netns(pod) or self.remembered_netns(pod.uid), "RemovePodSandbox"
-            )
+            outcome.failed = not await self._detach(pod_ref(pod), netns, "RemovePodSandbox")
             self._sandboxes.pop(pod.uid, None)
 
-    async def _detach(self, ref: agent_pb2.PodRef, netns: str, event: str) -> None:
-        """Never raises: teardown must not be blocked by us."""
-        start = time.monotonic()
+    async def _detach(self, ref: agent_pb2.PodRef, netns: str, event: str) -> bool:
+        """Never raises: teardown must not be blocked by us; False when it failed.
+        A failure marks the current span as failed and counts in
+        `dranet_nri_detach_failures_total`."""
         deadline = self._deadline
         try:
             reply = await self._agent.DetachPod(
@@ -198,14 +220,17 @@ class PodHandlers:
         except grpc.aio.AioRpcError as err:
             failure = agent_failure("DetachPod", pod_label(ref), err, deadline)
             log.warning("%s (the pod's teardown continues)", failure)
-            self._metrics.observe_event(f"nri.{event}", "error", time.monotonic() - start)
-            return
-        self._metrics.observe_event(f"nri.{event}", "ok", time.monotonic() - start)
+            span = trace.get_current_span()
+            span.record_exception(failure)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(failure)))
+            self._detach_failures.labels(event).inc()
+            return False
         for dev in reply.devices:
             log.info(
                 "pod %s: device %s %s", pod_label(ref), dev.device,
                 agent_pb2.DetachedDevice.Outcome.Name(dev.outcome),
             )  # fmt: skip
+        return True
 
     async def synchronize(
         self, pods: Sequence[api_pb2.PodSandbox], containers: Sequence[api_pb2.Container]
@@ -216,8 +241,9 @@ class PodHandlers:
         claims; only attachments of pods that are gone are detached, so a
         prepared claim whose pod has no sandbox yet is left alone.
         """
+        attributes = {"dranet.nri.pods": len(pods), "dranet.nri.containers": len(containers)}
         with (
-            tracer.start_as_current_span("nri.Synchronize", attributes={"pods": len(pods)}),
+            tracer.start_as_current_span("nri.Synchronize", attributes=attributes),
             self._metrics.time_event("nri.Synchronize"),
         ):
             self._remember(pods)
@@ -247,9 +273,9 @@ class PodHandlers:
         except grpc.aio.AioRpcError as err:
             log.warning("synchronize: cannot list attachments: %s", err.details())
             stale = []
-        jobs = [self._attach_quietly(pod) for pod in pods if pod_netns(pod)]
-        jobs += [self._detach(att.pod, att.netns_path, "Synchronize") for att in stale]
-        await asyncio.gather(*jobs)
+        attaches = [self._attach_quietly(pod) for pod in pods if pod_netns(pod)]
+        detaches = [self._detach(att.pod, att.netns_path, "Synchronize") for att in stale]
+        await asyncio.gather(*attaches, *detaches)
 
     async def _attach_quietly(self, pod: api_pb2.PodSandbox) -> None:
         try:
@@ -260,6 +286,11 @@ class PodHandlers:
             )
         except grpc.aio.AioRpcError as err:
             log.warning("synchronize: AttachPod for pod %s: %s", pod_label(pod), err.details())
+
+
+@dataclass
+class _Outcome:
+    failed: bool = False
 
 
 _TRANSIENT = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)

@@ -238,11 +238,25 @@ class Session:
         await self.client.close()
 
 
+def _ignore(connected: bool) -> None:
+    return None
+
+
 class NriPlugin:
-    def __init__(self, options: PluginOptions, events: PodEvents) -> None:
+    """`on_connection(True)` once registered with the runtime, `(False)` when that
+    connection ends: readiness and the reconnect metric follow it."""
+
+    def __init__(
+        self,
+        options: PluginOptions,
+        events: PodEvents,
+        *,
+        on_connection: Callable[[bool], None] = _ignore,
+    ) -> None:
         check_identity(options.name, options.index)
         self.options = options
         self._events = events
+        self._on_connection = on_connection
         self.sessions = 0  # completed registrations, for status and tests
 
     @property
@@ -259,6 +273,7 @@ class NriPlugin:
             if session is None:
                 return
             self.sessions += 1
+            self._on_connection(True)
             ended = asyncio.create_task(session.wait_closed())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -267,6 +282,7 @@ class NriPlugin:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             reason = session.mux.close_reason or "stopping"
+            self._on_connection(False)
             await session.close()
             if stop.is_set():
                 return

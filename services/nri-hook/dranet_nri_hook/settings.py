@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dranet.errors import SettingsError
-from dranet.paths import DEFAULT_AGENT_SOCKET
+from dranet.paths import DEFAULT_AGENT_SOCKET, DEFAULT_NRI_HOOK_HEALTH_SOCKET
 from dranet.settings import parse_settings, setting
 from dranet_nri_hook.plugin import DEFAULT_SOCKET, PluginOptions, check_identity
 
@@ -28,6 +28,12 @@ class HookSettings:
     agent_timeout: float = setting(
         1.5, "Seconds an agent call may take; keep it under the runtime's 2 s NRI budget."
     )
+    health_socket: str = setting(
+        DEFAULT_NRI_HOOK_HEALTH_SOCKET,
+        "Unix socket of the health-only gRPC server (SERVING while registered with the "
+        "runtime); empty disables it.",
+    )
+    node_name: str = setting("", "Name of this node (downward API); labels traces.")
     registration_timeout: float = setting(5.0, "Seconds to wait for RegisterPlugin's reply.")
     max_backoff: float = setting(10.0, "Longest pause in seconds between reconnect attempts.")
     metrics_port: int = setting(
