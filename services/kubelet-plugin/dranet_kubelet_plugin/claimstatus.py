@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from opentelemetry import trace
 
 from dranet.agent.v1 import agent_pb2
 from dranet.errors import DranetError, NotFoundError
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
     from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentAsyncStub
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("dranet.kubelet-plugin")
+
+
+def _nothing() -> None:
+    return None
+
+
 Kind = agent_pb2.AttachmentEvent.Kind
 DeviceKey = tuple[str, str]  # (pool, device)
 MAX_IPS = 16
@@ -127,7 +135,9 @@ class ClaimStatusWriter:
         agent: NetlinkAgentAsyncStub,
         driver: str,
         reconnect_delay: float = 1.0,
+        on_write: Callable[[], None] = _nothing,
     ) -> None:
+        self._on_write = on_write  # e.g. a metrics counter
         self._kube = kube
         self._store = store
         self._agent = agent
@@ -195,11 +205,25 @@ class ClaimStatusWriter:
 
     async def write_claim(self, uid: str) -> bool:
         """Brings one claim's status in line; False if there was nothing to write."""
+        attributes = {"dranet.claim.uid": uid}
+        with tracer.start_as_current_span("write claim status", attributes=attributes) as span:
+            written = await self._write_claim(uid, span)
+            span.set_attribute("dranet.written", written)
+            return written
+
+    async def _write_claim(self, uid: str, span: trace.Span) -> bool:
         record = await asyncio.to_thread(self._store.get_claim, uid)
         if record is None:
             log.debug("claim %s is not in the store (already unprepared); status left alone", uid)
             return False
         attached = dict(self._attached.get(uid, {}))
+        span.set_attributes({
+            "dranet.claim.name": f"{record.namespace}/{record.name}",
+            "k8s.namespace.name": record.namespace,
+            "dranet.devices": len(attached),
+        })  # fmt: skip
+        if len(record.pod_uids) == 1:
+            span.set_attribute("k8s.pod.uid", record.pod_uids[0])
 
         async def attempt() -> bool:
             claim = await self._kube.get_claim(record.namespace, record.name)
@@ -219,5 +243,6 @@ class ClaimStatusWriter:
             return False  # the claim is gone: nothing to report on
         if written:
             self.writes += 1
+            self._on_write()
             log.info("updated status.devices of claim %s/%s", record.namespace, record.name)
         return written

@@ -1,5 +1,9 @@
 """`dranet-kubelet-plugin`: the kubelet DRA plugin process.
 
+Readiness (gRPC health on the DRA socket, which the DaemonSet probes) is
+NOT_SERVING until the kubelet has accepted the registration, and again
+whenever it reports a failed one.
+
 Start order (the kubelet must never learn an endpoint that does not answer):
 open the store, the agent channel and the API client; start the DRA socket
 (v1 and v1beta1 DRAPlugin, v1alpha1 DRAResourceHealth); start the publisher,
@@ -53,14 +57,21 @@ DRA_SERVICES = (
 
 
 async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
-    telemetry.setup_telemetry(
-        "dranet-kubelet-plugin", resource={"k8s.node.name": settings.node_name}
+    tracing = telemetry.setup_telemetry(
+        "dranet-kubelet-plugin", resource=telemetry.service_resource(settings.node_name, SERVICE)
     )
     metrics = Metrics()
     metrics_server = start_metrics_server(settings.metrics_port, metrics.registry)
     device_filter = DeviceFilter(settings.filter)
     kube = Kube.from_kubeconfig(settings.kubeconfig)
     store = await asyncio.to_thread(Store, settings.state_db, role=Role.PLUGIN)
+    metrics.watch_store(store.counts)
+    slice_writes = metrics.counter(
+        "slice_writes_total", "ResourceSlice writes to the API server, by verb.", ("verb",)
+    )
+    status_writes = metrics.counter(
+        "claim_status_writes_total", "ResourceClaim status.devices updates written."
+    )
     channel = unix_channel(settings.agent_socket, interceptors=telemetry.client_interceptors())
     agent = agent_pb2_grpc.NetlinkAgentStub(channel)
 
@@ -75,9 +86,14 @@ async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
         device_filter=device_filter,
         resync_interval=settings.resync_seconds,
         on_published=published.set,
+        on_write=lambda verb: slice_writes.labels(verb).inc(),
     )
     status_writer = ClaimStatusWriter(
-        kube=kube, store=store, agent=agent, driver=settings.driver_name
+        kube=kube,
+        store=store,
+        agent=agent,
+        driver=settings.driver_name,
+        on_write=status_writes.inc,
     )
     preparer = ClaimPreparer(
         kube=kube,
@@ -107,12 +123,14 @@ async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
     registration_server = UnixServer(
         settings.registration_socket,
         adders=[registration_servicer_adder(registration)],
+        interceptors=[*telemetry.server_interceptors(), metrics.server_interceptor()],
         services=["pluginregistration.Registration"],
     )
 
     background: list[asyncio.Task[None]] = []
     try:
-        await dra_server.start()
+        await dra_server.start(serving=False)  # ready once the kubelet registered us
+        registration.state.subscribe(dra_server.health.set_all)
         background = [
             asyncio.create_task(publisher.run(), name="publisher"),
             asyncio.create_task(status_writer.run(), name="claim-status"),
@@ -145,6 +163,7 @@ async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
         kube.close()
         if metrics_server is not None:
             metrics_server.close()
+        tracing.shutdown()  # flush pending spans
         log.info("stopped")
 
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentAsyncStub
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
+tracer = trace.get_tracer("dranet.kubelet-plugin")
 
 EVENT_REASON = "ClaimPrepareFailed"
 Inventory = Callable[[], Awaitable[Collection[str]]]
@@ -167,6 +167,14 @@ def failure_event(
 # --- the Preparer -------------------------------------------------------------
 
 
+def claim_attributes(ref: ClaimRef) -> dict[str, str]:
+    return {
+        "dranet.claim.uid": ref.uid,
+        "dranet.claim.name": f"{ref.namespace}/{ref.name}",
+        "k8s.namespace.name": ref.namespace,
+    }
+
+
 class ClaimPreparer:
     """Implements `draservice.Preparer` with the API server, the store and the agent."""
 
@@ -200,16 +208,18 @@ class ClaimPreparer:
     # --- prepare ------------------------------------------------------------
 
     async def _prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
-        attrs = {"dranet.claim.uid": ref.uid, "dranet.claim": f"{ref.namespace}/{ref.name}"}
+        attrs = claim_attributes(ref)
         with (
             log_context(claim=f"{ref.namespace}/{ref.name}", claim_uid=ref.uid),
             tracer.start_as_current_span("prepare claim", attributes=attrs) as span,
         ):
             claim: dict[str, Any] | None = None
             try:
-                claim = await self._read_claim(ref)
+                with tracer.start_as_current_span("get claim", attributes=attrs):
+                    claim = await self._read_claim(ref)
                 outcome = await self._prepare_claim(ref, claim)
             except DranetError as exc:
+                span.record_exception(exc)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 log.warning("prepare %s/%s failed: %s", ref.namespace, ref.name, exc)
                 if claim is not None:
@@ -239,6 +249,8 @@ class ClaimPreparer:
     async def _prepare_claim(self, ref: ClaimRef, claim: dict[str, Any]) -> PrepareOutcome:
         results = our_results(claim, self._driver)
         pods = reserved_pods(claim)
+        if len(pods) == 1:  # the pod the devices will move into
+            trace.get_current_span().set_attribute("k8s.pod.uid", pods[0])
         if len(pods) > 1:
             raise ClaimError(
                 f"ResourceClaim {ref.namespace}/{ref.name} is reserved for {len(pods)} pods; "
@@ -255,6 +267,41 @@ class ClaimPreparer:
                     f"{exc.code().name}: {exc.details()}",
                     hint="check that the netlink-agent container is running",
                 ) from exc
+        # The carrier names "prepare claim": the agent's attach span links to it.
+        carrier = current_carrier()
+        with tracer.start_as_current_span("resolve config", attributes=claim_attributes(ref)):
+            devices = self._resolve(claim, results, published)
+        record = ClaimRecord(
+            uid=ref.uid,
+            namespace=ref.namespace,
+            name=ref.name,
+            pod_uids=pods,
+            devices=tuple(devices),
+            trace_context=carrier,
+        )
+        with tracer.start_as_current_span("store claim", attributes=claim_attributes(ref)) as span:
+            span.set_attribute("dranet.devices", len(devices))
+            await asyncio.to_thread(self._store.put_claim, record)
+        log.info(
+            "prepared %s/%s: %s",
+            ref.namespace,
+            ref.name,
+            ", ".join(d.device for d in devices) or "no devices of this driver",
+        )
+        return PrepareOutcome(
+            devices=tuple(
+                PreparedDeviceRef(requests=(d.request,), pool=d.pool, device=d.device)
+                for d in devices
+            )
+        )
+
+    def _resolve(
+        self,
+        claim: Mapping[str, Any],
+        results: Sequence[Mapping[str, Any]],
+        published: Collection[str],
+    ) -> list[PreparedDevice]:
+        """Each allocated device of ours with its resolved configuration; every problem at once."""
         devices: list[PreparedDevice] = []
         problems: list[str] = []
         for result in results:
@@ -274,27 +321,7 @@ class ClaimPreparer:
             )
         if problems:
             raise ClaimError("; ".join(problems))
-        record = ClaimRecord(
-            uid=ref.uid,
-            namespace=ref.namespace,
-            name=ref.name,
-            pod_uids=pods,
-            devices=tuple(devices),
-            trace_context=current_carrier(),
-        )
-        await asyncio.to_thread(self._store.put_claim, record)
-        log.info(
-            "prepared %s/%s: %s",
-            ref.namespace,
-            ref.name,
-            ", ".join(d.device for d in devices) or "no devices of this driver",
-        )
-        return PrepareOutcome(
-            devices=tuple(
-                PreparedDeviceRef(requests=(d.request,), pool=d.pool, device=d.device)
-                for d in devices
-            )
-        )
+        return devices
 
     def _check_published(self, result: Mapping[str, Any], published: Collection[str]) -> None:
         if result.get("pool") != self._node:
@@ -321,8 +348,16 @@ class ClaimPreparer:
     # --- unprepare ------------------------------------------------------------
 
     async def _unprepare_one(self, ref: ClaimRef) -> str:
-        with log_context(claim=f"{ref.namespace}/{ref.name}", claim_uid=ref.uid):
-            return await self._release_and_forget(ref)
+        with (
+            log_context(claim=f"{ref.namespace}/{ref.name}", claim_uid=ref.uid),
+            tracer.start_as_current_span(
+                "unprepare claim", attributes=claim_attributes(ref)
+            ) as span,
+        ):
+            error = await self._release_and_forget(ref)
+            if error:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+            return error
 
     async def _release_and_forget(self, ref: ClaimRef) -> str:
         try:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import grpc
+from opentelemetry import trace
 
 from dranet.agent.v1 import agent_pb2
 from dranet.errors import DranetError
@@ -42,6 +43,13 @@ if TYPE_CHECKING:
     from dranet.agent.v1.agent_pb2_grpc import NetlinkAgentAsyncStub
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("dranet.kubelet-plugin")
+
+
+def _no_write(verb: str) -> None:
+    return None
+
+
 Kind = agent_pb2.DeviceEvent.Kind
 
 
@@ -58,9 +66,11 @@ class SlicePublisher:
         resync_interval: float = 30.0,
         reconnect_delay: float = 1.0,
         on_published: Callable[[int], None] | None = None,
+        on_write: Callable[[str], None] = _no_write,
     ) -> None:
         self._kube = kube
         self._on_published = on_published  # e.g. a metrics gauge: devices published
+        self._on_write = on_write  # called with create/update/delete per slice written
         self._agent = agent
         self._driver = driver
         self._node = node_name
@@ -162,9 +172,16 @@ class SlicePublisher:
 
     async def sync_once(self) -> SlicePlan:
         """List, plan and apply once (again after a conflict); returns the plan applied."""
+        attributes = {"k8s.node.name": self._node, "dranet.driver": self._driver}
+        with tracer.start_as_current_span("publish slices", attributes=attributes) as span:
+            plan = await self._sync_once(span)
+        return plan
+
+    async def _sync_once(self, span: trace.Span) -> SlicePlan:
         owner = await self._node_owner()
         desired = split_devices(self.desired_devices())
         count = sum(len(chunk) for chunk in desired)
+        span.set_attribute("dranet.devices", count)
 
         async def attempt() -> SlicePlan:
             current = await self._kube.list_slices(self._driver, self._node)
@@ -173,6 +190,12 @@ class SlicePublisher:
             return plan
 
         plan = await retry_conflicts(attempt)
+        span.set_attributes({
+            "dranet.slices.created": len(plan.create),
+            "dranet.slices.updated": len(plan.update),
+            "dranet.slices.deleted": len(plan.delete),
+            "dranet.pool.generation": plan.generation,
+        })  # fmt: skip
         self.bursts += 1
         self.published.set()
         if self._on_published is not None:
@@ -198,11 +221,14 @@ class SlicePublisher:
                 uid=meta.get("uid", ""),
                 resource_version=meta.get("resourceVersion", ""),
             )
+            self._on_write("delete")
         for body in plan.update:
             await self._kube.update_slice(body)
+            self._on_write("update")
         for body in plan.create:
             try:
                 await self._kube.create_slice(body)
+                self._on_write("create")
             except KubeApiError as exc:
                 if exc.status == 422:
                     causes = "; ".join(str(c.get("message", c)) for c in exc.causes)

@@ -79,6 +79,12 @@ class RegistrationState:
         self._notified = asyncio.Event()
         self._registered = asyncio.Event()
         self.history: list[RegistrationStatus] = []
+        self._listeners: list[Callable[[bool], None]] = []
+
+    def subscribe(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(registered)` now and on every later notification (readiness)."""
+        self._listeners.append(listener)
+        listener(self.registered)
 
     @property
     def latest(self) -> RegistrationStatus | None:
@@ -96,6 +102,8 @@ class RegistrationState:
         else:
             self._registered.clear()
         self._notified.set()
+        for listener in self._listeners:
+            listener(status.registered)
 
     async def wait_notified(self) -> RegistrationStatus:
         """The first (or latest) status; wrap in `asyncio.timeout` to bound the wait."""
