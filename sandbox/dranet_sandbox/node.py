@@ -293,13 +293,12 @@ class NodeSandbox:
     async def start_service(self, name: str, timeout: float = 20) -> ServiceProcess:
         """Starts one service ("agent", "hook" or "plugin") and waits until it is ready."""
         service = self.services[name]
-        assert self.runtime is not None
-        connections = self.runtime.hook_connections()
+        mark = self._readiness_mark(name)
         await service.start()
         self.save_state()
         try:
             async with asyncio.timeout(timeout):
-                await self._wait_ready(service, connections)
+                await self._wait_ready(service, mark)
         except TimeoutError:
             raise PeerError(
                 f"{name} was not ready after {timeout}s; its log:\n{service.log_text()}",
@@ -307,20 +306,25 @@ class NodeSandbox:
             ) from None
         return service
 
-    async def _wait_ready(self, service: ServiceProcess, connections: int) -> None:
+    def _readiness_mark(self, name: str) -> int:
+        """How many times the peer saw this service ready so far (a restart must add one)."""
+        assert self.runtime is not None
+        if name == "hook":
+            return self.runtime.hook_connections()
+        if name == "plugin":
+            return sum(1 for a in self.kubelet.attempts if a.registered and a.name == DRIVER)
+        return 0
+
+    async def _wait_ready(self, service: ServiceProcess, mark: int) -> None:
         assert self.runtime is not None
         if service.name == "agent":
             await self._wait_serving(service)
         elif service.name == "hook":
-            await self.runtime.wait_hook_ready(service, connections)
-        else:
-            registered = asyncio.create_task(self.kubelet.wait_registered(DRIVER))
-            try:
-                while not registered.done():
-                    service.check_alive()
-                    await asyncio.sleep(0.05)
-            finally:
-                registered.cancel()
+            await self.runtime.wait_hook_ready(service, mark)
+        else:  # the kubelet stand-in registered the (new) plugin
+            while self._readiness_mark("plugin") <= mark:
+                service.check_alive()
+                await asyncio.sleep(0.05)
 
     def save_state(self) -> None:
         """Records pids, namespaces and dirs for `teardown` (if this process dies)."""
