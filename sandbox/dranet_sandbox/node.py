@@ -283,8 +283,10 @@ class NodeSandbox:
         if isinstance(self.runtime, ContainerdRuntime):
             ignore.insert(0, self.runtime.ignore_bridge)
         argv = {
-            "agent": agent_argv(self.paths, self.lab.node, tuple(ignore), self.log_level),
-            "hook": hook_argv(self.paths, self.runtime.nri_socket, self.log_level),
+            "agent": agent_argv(
+                self.paths, self.lab.node, tuple(ignore), self.node_name, self.log_level
+            ),
+            "hook": hook_argv(self.paths, self.runtime.nri_socket, self.node_name, self.log_level),
             "plugin": plugin_argv(self.paths, self.node_name, self.log_level),
         }
         for name in SERVICES:

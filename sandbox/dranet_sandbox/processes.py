@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dranet.errors import PeerError
+from dranet_netlink_agent.uplinks import DEFAULT_IGNORE as AGENT_DEFAULT_IGNORE
 
 BIN = Path(sys.executable).parent
 DRIVER = "dra.net"
@@ -47,12 +48,17 @@ class SandboxPaths:
 
     @property
     def run_dir(self) -> Path:
-        """The private socket dir (the DaemonSet's emptyDir): the agent's socket."""
+        """The private socket dir (the DaemonSet's emptyDir, mounted at /run/dranet)."""
         return self.base / "run"
 
     @property
     def agent_socket(self) -> Path:
-        return self.run_dir / "agent.sock"
+        """In a directory of its own, which the agent makes 0750 (as /run/dranet/agent/)."""
+        return self.run_dir / "agent" / "agent.sock"
+
+    @property
+    def hook_health_socket(self) -> Path:
+        return self.run_dir / "nri-hook" / "health.sock"
 
     @property
     def state_db(self) -> Path:
@@ -94,16 +100,23 @@ def service_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def agent_argv(
-    paths: SandboxPaths, node_netns: str, ignore: tuple[str, ...], log_level: str = "info"
+    paths: SandboxPaths,
+    node_netns: str,
+    ignore: tuple[str, ...],
+    node_name: str = "",
+    log_level: str = "info",
 ) -> list[str]:
-    """The agent inside the node netns (`ip netns exec` also mounts that netns' sysfs)."""
+    """The agent inside the node netns (`ip netns exec` also mounts that netns' sysfs).
+
+    `ignore` comes on top of the agent's own default list (CNI bridges)."""
     return [
         shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", node_netns,
         str(BIN / "dranet-netlink-agent"),
         f"--socket={paths.agent_socket}",
+        f"--node-name={node_name}",
         f"--state-db={paths.state_db}",
         f"--netns-roots={NETNS_ROOTS}",
-        f"--ignore={','.join(ignore)}",
+        f"--ignore={','.join((*AGENT_DEFAULT_IGNORE, *ignore))}",
         "--metrics-port=0",
         f"--log-level={log_level}",
     ]  # fmt: skip
@@ -125,11 +138,15 @@ def plugin_argv(paths: SandboxPaths, node_name: str, log_level: str = "info") ->
     ]
 
 
-def hook_argv(paths: SandboxPaths, nri_socket: Path, log_level: str = "info") -> list[str]:
+def hook_argv(
+    paths: SandboxPaths, nri_socket: Path, node_name: str = "", log_level: str = "info"
+) -> list[str]:
     return [
         str(BIN / "dranet-nri-hook"),
         f"--nri-socket={nri_socket}",
         f"--agent-socket={paths.agent_socket}",
+        f"--health-socket={paths.hook_health_socket}",
+        f"--node-name={node_name}",
         f"--plugin-name={NRI_PLUGIN_NAME}",
         f"--plugin-index={NRI_PLUGIN_INDEX}",
         "--max-backoff=0.5",

@@ -13,6 +13,7 @@ import pytest
 from dranet import cli
 from dranet_kubelet_plugin.settings import load_settings as plugin_settings
 from dranet_netlink_agent.settings import load_settings as agent_settings
+from dranet_netlink_agent.uplinks import DEFAULT_IGNORE
 from dranet_nri_hook.settings import load_settings as hook_settings
 from dranet_sandbox import demo
 from dranet_sandbox.processes import (
@@ -66,11 +67,13 @@ def test_demo_needs_root(
 
 def test_services_accept_the_sandbox_flags() -> None:
     """The DaemonSet-style flags parse with each service's own settings loader."""
-    agent_cmd = agent_argv(PATHS, "dn1-node", ("dncni0001", "veth*"))
+    agent_cmd = agent_argv(PATHS, "dn1-node", ("dncni0001", "veth*"), "dn1-node")
     assert agent_cmd[1:4] == ["netns", "exec", "dn1-node"]
     agent = agent_settings(agent_cmd[5:])
     assert agent.socket == str(PATHS.agent_socket)
-    assert agent.ignored == ("dncni0001", "veth*")
+    assert agent.node_name == "dn1-node"
+    # The DaemonSet's default list, plus the sandbox's CNI bridge and its veths.
+    assert agent.ignored == (*DEFAULT_IGNORE, "dncni0001", "veth*")
     assert "/var/run/netns/" in agent.roots
 
     plugin = plugin_settings(plugin_argv(PATHS, "dn1-node")[1:], environ={})
@@ -79,8 +82,10 @@ def test_services_accept_the_sandbox_flags() -> None:
     assert plugin.state_db == agent.state_db
     assert plugin.registration_socket.parent == PATHS.kubelet_root / "plugins_registry"
 
-    hook = hook_settings(hook_argv(PATHS, Path("/tmp/x/nri.sock"))[1:])
+    hook = hook_settings(hook_argv(PATHS, Path("/tmp/x/nri.sock"), "dn1-node")[1:])
     assert hook.agent_socket == agent.socket
+    # Nothing of the sandbox may land in the machine's /run/dranet.
+    assert Path(hook.health_socket).is_relative_to(PATHS.base)
     assert (hook.nri_socket, hook.plugin_index, hook.plugin_name) == (
         "/tmp/x/nri.sock",
         "00",
