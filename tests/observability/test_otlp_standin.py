@@ -41,10 +41,10 @@ async def test_spans_come_back_as_sent(
     tracer = telemetry.tracer("test")
     with tracer.start_as_current_span("earlier") as earlier:
         pass
-    link = Link(earlier.get_span_context(), {"why": "prepare"})
+    to_earlier = Link(earlier.get_span_context(), {"why": "prepare"})
     with (
         tracer.start_as_current_span("outer", attributes={"n": 3, "ok": True}) as outer,
-        tracer.start_as_current_span("inner", links=[link]) as inner,
+        tracer.start_as_current_span("inner", links=[to_earlier]) as inner,
     ):
         inner.set_status(Status(StatusCode.ERROR, "routes failed"))
         inner.set_attribute("names", ["a", "b"])
