@@ -212,7 +212,7 @@ async def stop_and_check(
     say.say(f"StopPodSandbox took {report['timings_ms']['detach']} ms")
     say.say(f"$ ip addr show dev {nic.name}   (on the node)")
     say.say(node_addr_text(node, nic.name), indent=5)
-    after = node.nic_snapshot(nic.name)
+    after = await node.settled_snapshot(nic.name, before)
     link = (after or {}).get("link") or {}
     same = after is not None and after == before
     report["restored"] = {

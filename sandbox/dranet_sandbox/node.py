@@ -542,6 +542,22 @@ class NodeSandbox:
     def nic_snapshot(self, ifname: str) -> dict[str, Any] | None:
         return nic_snapshot(self.lab.node, ifname)
 
+    async def settled_snapshot(
+        self, ifname: str, like: dict[str, Any] | None, *, timeout: float = 5
+    ) -> dict[str, Any] | None:
+        """The NIC's snapshot once it equals `like`, or the last one after `timeout`.
+
+        The kernel finishes some state on its own after a restore: an IPv6
+        link-local address gets its local-table route only once duplicate
+        address detection is over (about a second on veth).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.nic_snapshot(ifname)
+            if snap == like or time.monotonic() > deadline:
+                return snap
+            await asyncio.sleep(0.1)
+
     async def wait_claim_status(
         self, claim: str, *, count: int = 1, timeout: float = 10
     ) -> list[dict[str, Any]]:

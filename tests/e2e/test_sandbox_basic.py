@@ -61,7 +61,7 @@ async def test_one_nic_with_static_address_and_routes(sandbox: NodeSandbox) -> N
     assert sorted(entry["networkData"]["ips"]) == ["10.200.1.10/24", "10.220.0.5/32"]
 
     await sandbox.stop_pod(pod)
-    assert sandbox.nic_snapshot(nic.name) == before
+    assert await sandbox.settled_snapshot(nic.name, before) == before
     assert sandbox.control.claim("default", "static").get("status", {}) == {}
 
 
@@ -88,7 +88,7 @@ async def test_invalid_config_fails_the_pod_at_prepare(sandbox: NodeSandbox) -> 
     assert [e["reason"] for e in events] == ["ClaimPrepareFailed"]
     assert "interface.mtu: 40 is below the minimum 68" in events[0]["message"]
     # Nothing moved, and the pod was never created in the runtime.
-    assert sandbox.nic_snapshot(nic.name) == before
+    assert await sandbox.settled_snapshot(nic.name, before) == before
     assert sandbox.pods == {}
     assert sandbox.runtime is not None and await sandbox.runtime.pod_uids() == []
     # The same NIC serves a valid claim right after.
@@ -98,4 +98,4 @@ async def test_invalid_config_fails_the_pod_at_prepare(sandbox: NodeSandbox) -> 
         "net1"
     ]
     await sandbox.stop_pod(pod)
-    assert sandbox.nic_snapshot(nic.name) == before
+    assert await sandbox.settled_snapshot(nic.name, before) == before
