@@ -132,10 +132,22 @@ def test_cluster_role_is_minimal(rendered: list[dict[str, Any]]) -> None:
         ),
         ("resource.k8s.io", "resourceclaims"): frozenset({"get"}),
         ("resource.k8s.io", "resourceclaims/status"): frozenset({"update", "patch"}),
+        ("resource.k8s.io", "resourceclaims/driver"): frozenset(
+            {"associated-node:update", "associated-node:patch"}
+        ),
         ("", "nodes"): frozenset({"get"}),
         ("", "events"): frozenset({"create", "patch"}),
         ("events.k8s.io", "events"): frozenset({"create", "patch"}),
     }
+    [driver_rule] = [
+        r
+        for r in _one(rendered, "ClusterRole")["rules"]
+        if r["resources"] == ["resourceclaims/driver"]
+    ]
+    assert driver_rule["resourceNames"] == ["dra.net"]
+    assert all(
+        "resourceNames" not in r or r is driver_rule for r in _one(rendered, "ClusterRole")["rules"]
+    )
     account = _one(rendered, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
 
