@@ -203,4 +203,4 @@ async def test_attach_span_links_to_the_prepare_span(
     assert [format(link.context.trace_id, "032x") for link in span.links] == [prepare_trace]
     attrs = dict(span.attributes or {})
     assert attrs["k8s.pod.uid"] == POD.uid and attrs["dranet.device"] == "nict"
-    assert attrs["dranet.interface"] == "net1" and attrs["dranet.claim.uid"] == "claim-1"
+    assert attrs["dranet.interface.name"] == "net1" and attrs["dranet.claim.uid"] == "claim-1"

@@ -33,6 +33,7 @@ async def hook_process(sockdir: Path, *flags: str) -> AsyncIterator[Path]:
             str(HOOK),
             "--nri-socket", str(sockdir / "nri.sock"),
             "--agent-socket", str(sockdir / "agent.sock"),
+            "--health-socket", str(sockdir / "hook-health.sock"),
             "--max-backoff", "0.3",
             "--log-level", "debug",
             *flags,
@@ -177,6 +178,7 @@ async def test_pre_launched_process_on_an_inherited_fd(sockdir: Path, agent: Fak
         "NRI_PLUGIN_IDX": "10",
         "NRI_PLUGIN_SOCKET": str(theirs.fileno()),
         "DRANET_AGENT_SOCKET": str(sockdir / "agent.sock"),
+        "DRANET_HEALTH_SOCKET": str(sockdir / "hook-health.sock"),
     }
     log = sockdir / "pre.log"
     with log.open("wb") as out:

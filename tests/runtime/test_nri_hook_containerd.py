@@ -91,6 +91,7 @@ class Node:
                 str(HOOK),
                 "--nri-socket", str(self.containerd.nri_socket),
                 "--agent-socket", str(self.sockdir / "agent.sock"),
+                "--health-socket", str(self.sockdir / "hook-health.sock"),
                 "--max-backoff", "0.3",
                 "--log-level", "debug",
                 stdout=out, stderr=out,

@@ -142,8 +142,6 @@ def span_attributes(
         "dranet.claim.name": f"{claim.namespace}/{claim.name}",
         "dranet.device": device,
         "dranet.interface.name": ifname,
-        # The first name of the attribute; remove once tests/agent stops asserting it.
-        "dranet.interface": ifname,
     }
 
 
