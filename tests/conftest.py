@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,3 +38,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but this test cannot run: {reason}")
     pytest.skip(reason)
+
+
+# Paths a deployed driver owns on a real node. Tests run their services with
+# paths in temp dirs; a test that falls back to a default would write here.
+MACHINE_PATHS = ("/run/dranet", "/var/lib/dranet")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _machine_paths_untouched() -> Iterator[None]:
+    before = {p for p in MACHINE_PATHS if os.path.exists(p)}
+    yield
+    created = {p for p in MACHINE_PATHS if os.path.exists(p)} - before
+    assert not created, f"tests created {sorted(created)} on this machine: pass a temp path"

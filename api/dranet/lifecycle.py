@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn, Protocol, TypeVar
 
 from dranet.errors import DranetError
+from dranet.logs import setup_logging
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -72,3 +73,33 @@ def run_until_stopped(main: Main, *, service: str) -> int:
 def run(main: Main, *, service: str) -> NoReturn:
     """Run `main` as the whole process and exit with its code."""
     sys.exit(run_until_stopped(main, service=service))
+
+
+class LoggedSettings(Protocol):
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def log_format(self) -> str: ...
+
+
+S = TypeVar("S", bound=LoggedSettings)
+
+
+def service_main(
+    service: str,
+    argv: Sequence[str] | None,
+    load_settings: Callable[[Sequence[str]], S],
+    serve: Callable[[S, asyncio.Event], Awaitable[None]],
+) -> NoReturn:
+    """The body of every service's console script.
+
+    A bad flag or environment variable is one line on stderr and exit 2, as
+    argparse does; then logging is set up and `serve` runs until SIGTERM.
+    """
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv)
+    except DranetError as exc:
+        print(error_line(service, exc), file=sys.stderr)
+        sys.exit(2)
+    setup_logging(service, settings.log_level, settings.log_format)
+    run(lambda stop: serve(settings, stop), service=service)

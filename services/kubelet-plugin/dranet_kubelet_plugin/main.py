@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import Sequence
 
-from dranet import lifecycle, logs, telemetry
+from dranet import lifecycle, telemetry
 from dranet.agent.v1 import agent_pb2_grpc
-from dranet.errors import DranetError
 from dranet.grpcserver import UnixServer, unix_channel
 from dranet.metrics import Metrics, start_metrics_server
 from dranet.store import Role, Store
@@ -168,10 +166,4 @@ async def serve(settings: PluginSettings, stop: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    try:
-        settings = load_settings(sys.argv[1:] if argv is None else argv)
-    except DranetError as exc:
-        print(lifecycle.error_line(SERVICE, exc), file=sys.stderr)
-        sys.exit(2)
-    logs.setup_logging(SERVICE, settings.log_level)
-    lifecycle.run(lambda stop: serve(settings, stop), service=SERVICE)
+    lifecycle.service_main(SERVICE, argv, load_settings, serve)

@@ -35,6 +35,7 @@ class PluginSettings:
         30.0, "How often ResourceSlices are re-listed and repaired (e.g. after a kubelet wipe)."
     )
     log_level: str = setting("info", "debug, info, warning or error.")
+    log_format: str = setting("text", "text or json.")
 
     @property
     def plugin_dir(self) -> Path:

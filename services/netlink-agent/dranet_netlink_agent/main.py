@@ -11,15 +11,12 @@ import asyncio
 import logging
 import os
 import signal
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dranet import lifecycle
 from dranet.agent.v1 import agent_pb2_grpc
-from dranet.errors import DranetError
 from dranet.grpcserver import UnixServer
-from dranet.lifecycle import run
-from dranet.logs import setup_logging
 from dranet.metrics import Metrics, start_metrics_server
 from dranet.store import Role, Store
 from dranet.telemetry import server_interceptors, service_resource, setup_telemetry
@@ -105,12 +102,5 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         telemetry.shutdown()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        settings = load_settings(args)
-    except DranetError as exc:  # a bad flag: one line, exit 2 like argparse
-        print(f"dranet-netlink-agent: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    setup_logging(SERVICE, settings.log_level, settings.log_format)
-    run(lambda stop: serve(settings, stop), service=SERVICE)
+def main(argv: Sequence[str] | None = None) -> None:
+    lifecycle.service_main(SERVICE, argv, load_settings, serve)

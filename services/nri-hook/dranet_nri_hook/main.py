@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
+from collections.abc import Sequence
 
+from dranet import lifecycle
 from dranet.agent.v1 import agent_pb2_grpc
 from dranet.errors import DranetError
 from dranet.grpcserver import UnixServer
-from dranet.lifecycle import run
-from dranet.logs import setup_logging
 from dranet.metrics import Metrics, start_metrics_server
 from dranet.telemetry import client_interceptors, service_resource, setup_telemetry
 from dranet_nri_hook.handlers import PodHandlers, agent_channel
@@ -93,12 +92,5 @@ async def serve(settings: HookSettings, stop: asyncio.Event) -> None:
         telemetry.shutdown()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        settings = load_settings(args)
-    except DranetError as exc:  # a bad flag: one line, exit 2 like argparse
-        print(f"dranet-nri-hook: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    setup_logging(SERVICE, settings.log_level, settings.log_format)
-    run(lambda stop: serve(settings, stop), service=SERVICE)
+def main(argv: Sequence[str] | None = None) -> None:
+    lifecycle.service_main(SERVICE, argv, load_settings, serve)
