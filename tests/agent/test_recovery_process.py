@@ -151,3 +151,26 @@ async def test_attached_rows_survive_a_kill(
     held = [d for d in devices.devices if d.name == "nicp"]
     assert held and held[0].allocation.pod.uid == POD.uid
     assert agent.stop() == 0, agent.output()
+
+
+async def test_sigterm_ends_watch_streams_cleanly(lab: NetLab, agent: Agent) -> None:
+    """A stopping agent closes its watch streams itself rather than have them cut off."""
+    lab.add_nic("nicw")
+    await agent.start()
+    async with unix_channel(agent.socket) as channel:
+        stub = agent_pb2_grpc.NetlinkAgentStub(channel)
+        devices = stub.WatchDevices(agent_pb2.WatchDevicesRequest())
+        attachments = stub.WatchAttachments(agent_pb2.WatchAttachmentsRequest())
+        seen_devices = devices.__aiter__()
+        seen_attachments = attachments.__aiter__()
+        first = await anext(seen_devices)
+        assert first.kind == agent_pb2.DeviceEvent.SNAPSHOT
+        assert (await anext(seen_attachments)).kind == agent_pb2.AttachmentEvent.SNAPSHOT
+        assert agent.proc is not None
+        agent.proc.send_signal(signal.SIGTERM)
+        # Both streams end with OK (EOF), not CANCELLED/UNAVAILABLE from a cut connection.
+        assert [event async for event in seen_attachments] == []
+        assert [event.kind async for event in seen_devices] in ([], [agent_pb2.DeviceEvent.REMOVED])
+        assert await devices.code() == grpc.StatusCode.OK
+        assert await attachments.code() == grpc.StatusCode.OK
+    assert agent.wait() == 0

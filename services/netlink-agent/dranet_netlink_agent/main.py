@@ -93,9 +93,12 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         log.info("serving %s on %s", SERVICE_NAME, settings.socket)
         await stop.wait()
     finally:
+        # End the watch streams first: a graceful stop would otherwise wait
+        # out its whole grace period for the plugin's never-ending watches.
+        hub.close()
+        await inventory.stop()
         if server is not None:
             await server.stop(5)
-        await inventory.stop()
         if exposition is not None:
             exposition.close()
         store.close()

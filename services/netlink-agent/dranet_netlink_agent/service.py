@@ -62,7 +62,8 @@ class AttachmentHub:
     """Fans attach/detach events out to WatchAttachments streams."""
 
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[agent_pb2.AttachmentEvent]] = set()
+        # None in a queue ends that stream (the agent is stopping).
+        self._queues: set[asyncio.Queue[agent_pb2.AttachmentEvent | None]] = set()
 
     def publish(self, kind: str, rec: AttachmentRecord) -> None:
         event = agent_pb2.AttachmentEvent(
@@ -74,9 +75,14 @@ class AttachmentHub:
         for queue in self._queues:
             queue.put_nowait(event)
 
+    def close(self) -> None:
+        """Ends every stream, so a graceful server stop need not wait for them."""
+        for queue in self._queues:
+            queue.put_nowait(None)
+
     @contextlib.contextmanager
     def subscription(self) -> Any:
-        queue: asyncio.Queue[agent_pb2.AttachmentEvent] = asyncio.Queue()
+        queue: asyncio.Queue[agent_pb2.AttachmentEvent | None] = asyncio.Queue()
         self._queues.add(queue)
         try:
             yield queue
@@ -183,5 +189,5 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
             yield agent_pb2.AttachmentEvent(
                 kind=agent_pb2.AttachmentEvent.SNAPSHOT, attachments=await self._attached()
             )
-            while True:
-                yield await queue.get()
+            while (event := await queue.get()) is not None:
+                yield event
