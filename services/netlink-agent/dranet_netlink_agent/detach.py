@@ -23,7 +23,7 @@ from pyroute2 import AsyncIPRoute
 
 from dranet.errors import DranetError, NetworkStepError
 from dranet.logs import log_context
-from dranet.store import AttachmentRecord
+from dranet.store import AttachmentPhase, AttachmentRecord
 from dranet_netlink_agent.configure import (
     STEP_ATTRIBUTE,
     PodChanges,
@@ -255,6 +255,29 @@ async def detach_pod(ctx: AgentContext, pod_uid: str) -> list[Detached]:
     with ctx.tracer.start_as_current_span("detach pod", attributes={"k8s.pod.uid": pod_uid}):
         async with ctx.lock:
             return await detach_records(ctx, await ctx.rows(pod_uid=pod_uid))
+
+
+async def reap_orphans(ctx: AgentContext) -> list[Detached]:
+    """Gives back the devices of pods whose network namespace is gone.
+
+    A runtime may never say a pod stopped: containerd keeps in memory only
+    which pods it told NRI about, so pods that were running when it restarted
+    get no StopPodSandbox. Their namespace still disappears, and the agent
+    notices that itself. A physical NIC is back on the node (the kernel
+    returns it) and is restored; a veth died with the namespace (LOST).
+    """
+    async with ctx.lock:
+        orphans = [
+            rec
+            for rec in await ctx.rows()
+            if rec.phase == AttachmentPhase.ATTACHED and not _netns_alive(rec.netns_path)
+        ]
+        if not orphans:
+            return []
+        with ctx.tracer.start_as_current_span(
+            "reap orphaned attachments", attributes={"dranet.attachments": len(orphans)}
+        ):
+            return await detach_records(ctx, orphans)
 
 
 async def release_claim(ctx: AgentContext, claim_uid: str) -> list[Detached]:

@@ -22,7 +22,7 @@ from dranet.store import Role, Store
 from dranet.telemetry import server_interceptors, service_resource, setup_telemetry
 from dranet_netlink_agent.context import AgentContext, AgentMetrics
 from dranet_netlink_agent.inventory import Inventory
-from dranet_netlink_agent.recovery import reconcile
+from dranet_netlink_agent.recovery import reap_forever, reconcile
 from dranet_netlink_agent.service import AttachmentHub, NetlinkAgentService
 from dranet_netlink_agent.settings import AgentSettings, load_settings
 
@@ -72,6 +72,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     )
     exposition = None
     server: UnixServer | None = None
+    reaper: asyncio.Task[None] | None = None
     try:
         report = await reconcile(ctx)
         log.info("start-up reconcile: kept %d, rolled back %d, lost %d, failed %d",
@@ -89,10 +90,13 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             group=None if settings.socket_group < 0 else settings.socket_group,
         )
         await server.start()
+        reaper = asyncio.create_task(reap_forever(ctx, settings.resync_interval))
         exposition = start_metrics_server(settings.metrics_port, metrics.registry)
         log.info("serving %s on %s", SERVICE_NAME, settings.socket)
         await stop.wait()
     finally:
+        if reaper is not None:
+            reaper.cancel()
         # End the watch streams first: a graceful stop would otherwise wait
         # out its whole grace period for the plugin's never-ending watches.
         hub.close()
