@@ -48,6 +48,7 @@ def shared_sandbox(nics: int = 2) -> Any:
                 pytest.fail(f"CI=true but the node sandbox could not be set up: {exc}")
             pytest.skip(f"the node sandbox could not be set up: {exc}")
         try:
+            await wait_nics_settled(node)
             yield node
         finally:
             await node.close()
@@ -135,3 +136,17 @@ async def wait_dad_done(node: NodeSandbox, pod: Pod, ifname: str, timeout: float
         return not any(a.get("tentative") for link in links for a in link["addr_info"])
 
     await wait_until(settled, f"duplicate address detection on {ifname}", timeout)
+
+
+async def wait_nics_settled(node: NodeSandbox, timeout: float = 5) -> None:
+    """Until the node's NICs finished DAD of their link-local addresses: only then does
+    the kernel add their local routes, which a snapshot taken earlier would miss."""
+
+    def settled() -> bool:
+        for nic in node.nics:
+            for link in node.node_ip_json("-6", "addr", "show", "dev", nic.name):
+                if any(a.get("tentative") for a in link["addr_info"]):
+                    return False
+        return True
+
+    await wait_until(settled, "DAD on the node's NICs", timeout)
