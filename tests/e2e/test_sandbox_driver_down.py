@@ -40,14 +40,15 @@ def fabric_links(node: NodeSandbox) -> set[str]:
 
 
 async def unprepare_until_done(node: NodeSandbox, pod: Pod, timeout: float = 15) -> dict[str, str]:
-    """NodeUnprepareResources until no claim reports an error, as the kubelet retries it."""
+    """NodeUnprepareResources until no claim reports an error, as the kubelet retries it.
+
+    Right after an agent restart the plugin's first ReleaseClaim fails UNAVAILABLE
+    (its agent channel is still in reconnect backoff), so a retry is needed here.
+    """
     deadline = time.monotonic() + timeout
-    attempts = 0
     while True:
         errors = await node.unprepare(pod)
-        attempts += 1
         if not any(errors.values()) or time.monotonic() > deadline:
-            print(f"unprepare: {attempts} attempt(s); last answer {errors}")
             return errors
         await asyncio.sleep(0.5)
 
