@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 PROTOC_PLUGINS := --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
 	--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
-.PHONY: test lint proto demo bench clean
+.PHONY: test lint proto demo bench clean system-deps
 
-$(STAMP): pyproject.toml
+system-deps:
+	@scripts/system-deps
+
+$(STAMP): pyproject.toml | system-deps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip setuptools wheel
 	$(PY) -m pip install -q -e '.[test]'
@@ -27,10 +30,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: system-deps lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(VENV)/bin/dranet demo $(DEMO_ARGS)
 
 bench: $(STAMP)

@@ -5,7 +5,7 @@ hear it; then dranet comes back. Two ways to be down:
 
 - the whole driver (plugin, hook and agent): the hook's Synchronize on
   reconnect finds the attachment of a pod the runtime no longer has and
-  detaches it, before the kubelet's retried unprepare releases the claim;
+  detaches it, before the kubelet's unprepare releases the claim;
 - only the agent (the hook's StopPodSandbox detach fails, the teardown goes
   on): the kubelet's unprepare releases what is left.
 
@@ -18,13 +18,10 @@ pods. Each case gets its own sandbox: it loses a NIC for good.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from dranet_sandbox.netlab import ip_json
-from dranet_sandbox.node import NodeSandbox, Pod
+from dranet_sandbox.node import NodeSandbox
 
 from .conftest import SandboxFactory
 from .scenario_support import dranet_status, on_nic, wait_nics_settled, wait_until
@@ -37,20 +34,6 @@ START_ORDER = ("agent", "hook", "plugin")
 
 def fabric_links(node: NodeSandbox) -> set[str]:
     return {link["ifname"] for link in ip_json("link", netns=node.lab.fabric)}
-
-
-async def unprepare_until_done(node: NodeSandbox, pod: Pod, timeout: float = 15) -> dict[str, str]:
-    """NodeUnprepareResources until no claim reports an error, as the kubelet retries it.
-
-    Right after an agent restart the plugin's first ReleaseClaim fails UNAVAILABLE
-    (its agent channel is still in reconnect backoff), so a retry is needed here.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        errors = await node.unprepare(pod)
-        if not any(errors.values()) or time.monotonic() > deadline:
-            return errors
-        await asyncio.sleep(0.5)
 
 
 @pytest.mark.parametrize("down", [WHOLE_DRIVER, ("agent",)], ids=["whole-driver", "agent-only"])
@@ -96,8 +79,9 @@ async def test_pod_removed_while_the_driver_is_down_leaks_nothing(
     else:
         # Nobody told the agent: its row waits for the claim's release.
         assert [a["claim_uid"] for a in dranet_status(node)["attachments"]] == [claim_uid]
-    # The kubelet's unprepare, retried (as the kubelet does) until it succeeds.
-    assert await unprepare_until_done(node, pod) == {claim_uid: ""}
+    # The kubelet's unprepare succeeds at once: the plugin waits for the
+    # restarted agent within its deadline instead of failing UNAVAILABLE.
+    assert await node.unprepare(pod) == {claim_uid: ""}
     node.deallocate(pod)
     node.pods.pop(pod.uid)
 

@@ -362,7 +362,9 @@ class ClaimPreparer:
     async def _release_and_forget(self, ref: ClaimRef) -> str:
         try:
             await self._agent.ReleaseClaim(
-                agent_pb2.ReleaseClaimRequest(claim_uid=ref.uid), timeout=self._agent_timeout
+                agent_pb2.ReleaseClaimRequest(claim_uid=ref.uid),
+                timeout=self._agent_timeout,
+                wait_for_ready=True,  # an agent restarting is waited for, within the deadline
             )
         except grpc.aio.AioRpcError as exc:
             message = (

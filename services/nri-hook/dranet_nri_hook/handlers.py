@@ -103,23 +103,6 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
     return PeerError(err.details() or f"dranet: {call} for pod {pod} failed ({code.name})")
 
 
-# An agent restart must not cost minutes of grpc's default reconnect backoff
-# (up to 120 s): with these, and wait_for_ready on every call, a call made
-# while the agent comes back waits for it within its deadline.
-AGENT_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-)
-
-
-def agent_channel(path: str, interceptors: Sequence[Any] = ()) -> grpc.aio.Channel:
-    """Channel to the agent's unix socket, reconnecting quickly."""
-    return grpc.aio.insecure_channel(
-        f"unix:{path}", options=list(AGENT_CHANNEL_OPTIONS), interceptors=list(interceptors)
-    )
-
-
 class PodHandlers:
     """Implements plugin.PodEvents against the agent's gRPC API."""
 

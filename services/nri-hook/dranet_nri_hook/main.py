@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dranet import lifecycle
 from dranet.agent.v1 import agent_pb2_grpc
 from dranet.errors import DranetError
-from dranet.grpcserver import UnixServer
+from dranet.grpcserver import UnixServer, unix_channel
 from dranet.metrics import Metrics, start_metrics_server
 from dranet.telemetry import client_interceptors, service_resource, setup_telemetry
-from dranet_nri_hook.handlers import PodHandlers, agent_channel
+from dranet_nri_hook.handlers import PodHandlers
 from dranet_nri_hook.plugin import NriPlugin
 from dranet_nri_hook.settings import HookSettings, load_settings, plugin_options
 
@@ -70,7 +70,7 @@ async def serve(settings: HookSettings, stop: asyncio.Event) -> None:
     metrics = Metrics()
     exposition = start_metrics_server(settings.metrics_port, metrics.registry)
     health = await start_health(settings.health_socket)
-    channel = agent_channel(settings.agent_socket, client_interceptors())
+    channel = unix_channel(settings.agent_socket, interceptors=client_interceptors())
     try:
         handlers = PodHandlers(
             agent_pb2_grpc.NetlinkAgentStub(channel),
