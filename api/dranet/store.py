@@ -168,12 +168,7 @@ class Store:
                 )
             conn.execute("PRAGMA query_only = ON")  # SQLite itself refuses writes too
             return
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(
-                f"claim-state store {self.path} cannot use WAL mode (got {mode!r})",
-                hint="put it on a local filesystem (hostPath), not a network share",
-            )
+        self._use_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")  # the write-ahead row must survive
         if version < SCHEMA_VERSION:
             fix = "the file holds tables this version does not expect: " + _CORRUPT_HINT
@@ -181,6 +176,43 @@ class Store:
                 sql.apply_migrations(tx, sql.schema_version(tx))  # re-read under the write lock
         if self.role is Role.AGENT:
             self._forget_earlier_boots()
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL mode, waiting up to busy_timeout for other processes.
+
+        SQLite fails `PRAGMA journal_mode = WAL` at once, without applying
+        busy_timeout, while another connection holds the write lock of a file
+        still in rollback-journal mode: exactly what happens when the services
+        start together on a fresh file. So retry it here until the timeout.
+        """
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return  # another process (or an earlier start) already switched it
+        started = time.monotonic()
+        deadline = started + self.busy_timeout_ms / 1000
+        pause = 0.002
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                now = time.monotonic()
+                if now >= deadline:
+                    raise StoreError(
+                        f"claim-state store {self.path}: cannot switch to WAL mode: the "
+                        f"database stayed locked for {(now - started) * 1000:.0f} ms "
+                        f"(busy timeout {self.busy_timeout_ms} ms)",
+                        hint="another process kept writing the file; look for a stuck "
+                        "dranet container or raise the busy timeout",
+                    ) from exc
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, 0.05)
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"claim-state store {self.path} cannot use WAL mode (got {mode!r})",
+                hint="put it on a local filesystem (hostPath), not a network share",
+            )
 
     def _forget_earlier_boots(self) -> None:
         """Attachments of an earlier boot describe links that no longer exist."""
