@@ -46,33 +46,29 @@ The rest of the surface, for scenarios:
   `fabric_ping` (fabric -> address), `node_ip_json`, `nic_snapshot`
   (`ip -j -d` link/addr/route minus VOLATILE, None when the NIC is not on
   the node), `wait_claim_status`, `wait_published`, `runtime.pod_uids()`.
+
+This module holds the set-up and tear-down; `NodeSandbox` takes the rest
+from its parts: `podsteps` (`Pod` and the pod-lifecycle steps),
+`servicecontrol` (starting, stopping and readiness of the services) and
+`inspection` (the inspection helpers). `cleanup` has the helpers that let
+set-up and clean-up run to their end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from dranet.errors import DranetError, PeerError
-from dranet.grpcserver import unix_channel
-from dranet_sandbox.controlplane import ControlPlane, PodRef
-from dranet_sandbox.cri import PodSpec
-from dranet_sandbox.netlab import NetLab, ip, ip_json
+from dranet_sandbox.cleanup import best_effort, run_to_end, to_completion
+from dranet_sandbox.controlplane import ControlPlane
+from dranet_sandbox.inspection import Inspection
+from dranet_sandbox.netlab import NetLab, ip
 from dranet_sandbox.netview import VOLATILE, in_netns, nic_snapshot
 from dranet_sandbox.podruntime import (
     ContainerdRuntime,
@@ -80,16 +76,11 @@ from dranet_sandbox.podruntime import (
     PodStartError,
     StandinRuntime,
 )
-from dranet_sandbox.processes import (
-    DRIVER,
-    SandboxPaths,
-    ServiceProcess,
-    agent_argv,
-    hook_argv,
-    plugin_argv,
-)
+from dranet_sandbox.podsteps import Pod, PodSteps
+from dranet_sandbox.processes import SandboxPaths, ServiceProcess
+from dranet_sandbox.servicecontrol import SERVICES, ServiceControl
 from dranet_sandbox.standins.apiserver import FakeApiServer
-from dranet_sandbox.standins.kubelet import Claim, ClaimResult, KubeletStandin
+from dranet_sandbox.standins.kubelet import KubeletStandin
 from dranet_sandbox.teardown import write_state
 
 __all__ = [
@@ -104,7 +95,6 @@ __all__ = [
 ]
 log = logging.getLogger(__name__)
 RuntimeChoice = Literal["auto", "containerd", "stand-in"]
-SERVICES = ("agent", "hook", "plugin")
 
 
 @dataclass(frozen=True)
@@ -122,58 +112,7 @@ class NodeNic:
         return self.fabric_cidr.split("/")[0]
 
 
-@dataclass
-class Pod:
-    name: str
-    namespace: str
-    uid: str
-    claims: tuple[str, ...]
-    sandbox_id: str = ""
-    netns: str = ""
-    prepared: dict[str, ClaimResult] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ref(self) -> PodRef:
-        return PodRef(self.namespace, self.name, self.uid)
-
-
-async def run_to_end(func: Callable[[], object]) -> None:
-    """Runs blocking `func` in a thread; a cancellation waits for it to finish first,
-    so what it created is known to the clean-up."""
-    task = asyncio.ensure_future(asyncio.to_thread(func))
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
-
-
-async def to_completion(step: Coroutine[Any, Any, None]) -> None:
-    """Awaits `step` to its end even if we are cancelled meanwhile (clean-up must
-    finish: a half-done one leaks namespaces and daemons), then re-raises the
-    cancellation."""
-    task = asyncio.ensure_future(step)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done() and not cancelled:
-                raise
-            cancelled = True
-            log.warning("interrupted during clean-up: finishing the clean-up first")
-    task.result()
-    if cancelled:
-        raise asyncio.CancelledError
-
-
-def _ms(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 1)
-
-
-class NodeSandbox:
+class NodeSandbox(PodSteps, ServiceControl, Inspection):
     """See the module docstring. Use `async with`, or `start()` then `close()`."""
 
     def __init__(
@@ -277,57 +216,6 @@ class NodeSandbox:
         self.runtime = StandinRuntime(base=base, lab=self.lab, reason=self.runtime_note)
         await self.runtime.start()
 
-    def _define_services(self) -> None:
-        assert self.runtime is not None
-        ignore = ["veth*"]  # the CNI bridge's host-side veths (our NICs are eth*)
-        if isinstance(self.runtime, ContainerdRuntime):
-            ignore.insert(0, self.runtime.ignore_bridge)
-        argv = {
-            "agent": agent_argv(
-                self.paths, self.lab.node, tuple(ignore), self.node_name, self.log_level
-            ),
-            "hook": hook_argv(self.paths, self.runtime.nri_socket, self.node_name, self.log_level),
-            "plugin": plugin_argv(self.paths, self.node_name, self.log_level),
-        }
-        for name in SERVICES:
-            self.services[name] = ServiceProcess(name, argv[name], self.paths.logs / f"{name}.log")
-
-    async def start_service(self, name: str, timeout: float = 20) -> ServiceProcess:
-        """Starts one service ("agent", "hook" or "plugin") and waits until it is ready."""
-        service = self.services[name]
-        mark = self._readiness_mark(name)
-        await service.start()
-        self.save_state()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wait_ready(service, mark)
-        except TimeoutError:
-            raise PeerError(
-                f"{name} was not ready after {timeout}s; its log:\n{service.log_text()}",
-                hint=f"see {service.log_path}",
-            ) from None
-        return service
-
-    def _readiness_mark(self, name: str) -> int:
-        """How many times the peer saw this service ready so far (a restart must add one)."""
-        assert self.runtime is not None
-        if name == "hook":
-            return self.runtime.hook_connections()
-        if name == "plugin":
-            return sum(1 for a in self.kubelet.attempts if a.registered and a.name == DRIVER)
-        return 0
-
-    async def _wait_ready(self, service: ServiceProcess, mark: int) -> None:
-        assert self.runtime is not None
-        if service.name == "agent":
-            await self._wait_serving(service)
-        elif service.name == "hook":
-            await self.runtime.wait_hook_ready(service, mark)
-        else:  # the kubelet stand-in registered the (new) plugin
-            while self._readiness_mark("plugin") <= mark:
-                service.check_alive()
-                await asyncio.sleep(0.05)
-
     def save_state(self) -> None:
         """Records pids, namespaces and dirs for `teardown` (if this process dies)."""
         daemon = self.runtime.daemon if isinstance(self.runtime, ContainerdRuntime) else None
@@ -351,47 +239,6 @@ class NodeSandbox:
             },
         )
 
-    async def stop_service(self, name: str) -> int | None:
-        """SIGTERM (then SIGKILL); for the plugin, also waits for the kubelet to see it gone."""
-        code = await self.services[name].stop()
-        if name == "plugin" and self._kubelet_started:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self.kubelet.wait_deregistered(DRIVER)
-        return code
-
-    async def restart_service(self, name: str) -> ServiceProcess:
-        await self.stop_service(name)
-        return await self.start_service(name)
-
-    async def _wait_serving(self, service: ServiceProcess) -> None:
-        socket = self.paths.agent_socket
-        while True:
-            service.check_alive()
-            if socket.exists():
-                async with unix_channel(socket) as channel:
-                    stub = health_pb2_grpc.HealthStub(channel)
-                    try:
-                        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                            return
-                    except grpc.aio.AioRpcError:
-                        pass
-            await asyncio.sleep(0.05)
-
-    async def wait_published(self, devices: list[str], timeout: float = 20) -> None:
-        """Waits until this node's ResourceSlices hold (at least) `devices`."""
-        deadline = time.monotonic() + timeout
-        while not set(devices) <= set(self.control.published_devices()):
-            self.services["plugin"].check_alive()
-            if time.monotonic() > deadline:
-                raise PeerError(
-                    f"devices {devices} not published within {timeout}s "
-                    f"(published: {self.control.published_devices()}):\n"
-                    f"{self.services['plugin'].log_text()}\n{self.services['agent'].log_text()}"
-                )
-            await asyncio.sleep(0.1)
-
     async def close(self) -> None:
         """Stops pods (NICs go home while the services still run), services, runtime, netns.
 
@@ -400,177 +247,18 @@ class NodeSandbox:
 
     async def _close(self) -> None:
         for pod in list(self.pods.values()):
-            await self._best_effort(f"stop pod {pod.name}", self.stop_pod(pod))
+            await best_effort(f"stop pod {pod.name}", self.stop_pod(pod))
         for name in reversed(SERVICES):
             if name in self.services:
-                await self._best_effort(f"stop {name}", self.services[name].stop())
+                await best_effort(f"stop {name}", self.services[name].stop())
         if self._kubelet_started:
-            await self._best_effort("stop the kubelet stand-in", self.kubelet.stop())
+            await best_effort("stop the kubelet stand-in", self.kubelet.stop())
             self._kubelet_started = False
         if self.runtime is not None:
-            await self._best_effort("stop the runtime", self.runtime.stop())
+            await best_effort("stop the runtime", self.runtime.stop())
             self.runtime = None
         if self._api_started:
             self.api.stop()
             self._api_started = False
         await asyncio.to_thread(self.lab.close)
         await asyncio.to_thread(shutil.rmtree, self.paths.base, True)
-
-    async def _best_effort(self, what: str, step: Any) -> None:
-        try:
-            await step
-        except Exception as exc:
-            log.warning("clean-up: %s failed: %s", what, exc)
-
-    # --- pods ------------------------------------------------------------------------
-
-    def new_pod(self, name: str, claims: list[str] | tuple[str, ...] = ()) -> Pod:
-        pod = Pod(name, self.namespace, str(uuid.uuid4()), tuple(claims))
-        self.pods[pod.uid] = pod
-        return pod
-
-    def allocate(self, pod: Pod) -> None:
-        for claim in pod.claims:
-            try:
-                self.control.allocate(pod.namespace, claim, pod.ref)
-            except DranetError as exc:
-                raise PodStartError("allocate", pod.name, str(exc)) from exc
-
-    def _claim_refs(self, pod: Pod) -> list[Claim]:
-        refs = []
-        for name in pod.claims:
-            uid = self.control.claim(pod.namespace, name)["metadata"]["uid"]
-            refs.append(Claim(pod.namespace, name, uid))
-        return refs
-
-    async def prepare(self, pod: Pod) -> dict[str, ClaimResult]:
-        """NodePrepareResources; any per-claim error -> PodStartError("prepare")."""
-        started = time.monotonic()
-        try:
-            results = await self.kubelet.prepare(self._claim_refs(pod), driver=DRIVER)
-        except DranetError as exc:  # the plugin is down or broke the kubelet's rules
-            raise PodStartError("prepare", pod.name, str(exc)) from exc
-        pod.timings["prepare"] = _ms(started)
-        errors = [f"{uid}: {r.error}" for uid, r in results.items() if r.error]
-        if errors:
-            raise PodStartError("prepare", pod.name, "; ".join(errors))
-        pod.prepared = results
-        return results
-
-    async def run_sandbox(self, pod: Pod) -> None:
-        assert self.runtime is not None
-        started = time.monotonic()
-        spec = PodSpec(pod.name, pod.namespace, pod.uid)
-        pod.sandbox_id, pod.netns = await self.runtime.run_pod(spec)
-        pod.timings["attach"] = _ms(started)
-
-    async def stop_sandbox(self, pod: Pod) -> None:
-        assert self.runtime is not None
-        if pod.sandbox_id:
-            started = time.monotonic()
-            await self.runtime.stop_pod(pod.sandbox_id)
-            pod.timings["detach"] = _ms(started)
-
-    async def remove_sandbox(self, pod: Pod) -> None:
-        assert self.runtime is not None
-        if pod.sandbox_id:
-            await self.runtime.remove_pod(pod.sandbox_id)
-            pod.sandbox_id = ""
-
-    async def unprepare(self, pod: Pod) -> dict[str, str]:
-        refs = self._claim_refs_or_recorded(pod)
-        return await self.kubelet.unprepare(refs, driver=DRIVER) if refs else {}
-
-    def _claim_refs_or_recorded(self, pod: Pod) -> list[Claim]:
-        try:
-            return self._claim_refs(pod)
-        except PeerError:  # a claim deleted meanwhile: unprepare only what we prepared
-            return [Claim(pod.namespace, "", uid) for uid in pod.prepared]
-
-    def deallocate(self, pod: Pod) -> None:
-        for claim in pod.claims:
-            self.control.deallocate(pod.namespace, claim)
-
-    async def start_pod(self, name: str, claims: list[str] | tuple[str, ...] = ()) -> Pod:
-        """allocate -> prepare -> RunPodSandbox. On failure the pod is cleaned up again."""
-        pod = self.new_pod(name, claims)
-        try:
-            self.allocate(pod)
-            await self.prepare(pod)
-            await self.run_sandbox(pod)
-        except BaseException:
-            await to_completion(self.stop_pod(pod))
-            raise
-        return pod
-
-    async def stop_pod(self, pod: Pod) -> None:
-        """StopPodSandbox, RemovePodSandbox, unprepare, deallocate (each best effort)."""
-        self.pods.pop(pod.uid, None)
-        await self._best_effort(f"StopPodSandbox {pod.name}", self.stop_sandbox(pod))
-        await self._best_effort(f"RemovePodSandbox {pod.name}", self.remove_sandbox(pod))
-        if self._kubelet_started and self.kubelet.plugins.get(DRIVER):
-            await self._best_effort(f"unprepare {pod.name}", self.unprepare(pod))
-        with contextlib.suppress(Exception):
-            self.deallocate(pod)
-
-    # --- inspection --------------------------------------------------------------------
-
-    def pod_exec(self, pod: Pod, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        if not pod.netns:
-            raise PeerError(f"pod {pod.name} has no sandbox")
-        return in_netns(pod.netns, *cmd, check=check)
-
-    def pod_ip_json(self, pod: Pod, *args: str) -> list[dict[str, Any]]:
-        out = self.pod_exec(pod, "ip", "-j", *args).stdout.strip()
-        return list(json.loads(out)) if out else []
-
-    def ping(self, pod: Pod, address: str, count: int = 1, wait: float = 2) -> bool:
-        done = self.pod_exec(pod, "ping", "-c", str(count), "-W", str(wait), address, check=False)
-        return done.returncode == 0
-
-    def node_ip_json(self, *args: str) -> list[dict[str, Any]]:
-        return ip_json(*args, netns=self.lab.node)
-
-    def fabric_ping(self, address: str) -> bool:
-        """Ping from the fabric netns (e.g. to a pod's net1 address)."""
-        done = subprocess.run(
-            ["ip", "netns", "exec", self.lab.fabric, "ping", "-c", "1", "-W", "2", address],
-            check=False, capture_output=True,
-        )  # fmt: skip
-        return done.returncode == 0
-
-    def nic_snapshot(self, ifname: str) -> dict[str, Any] | None:
-        return nic_snapshot(self.lab.node, ifname)
-
-    async def settled_snapshot(
-        self, ifname: str, like: dict[str, Any] | None, *, timeout: float = 5
-    ) -> dict[str, Any] | None:
-        """The NIC's snapshot once it equals `like`, or the last one after `timeout`.
-
-        The kernel finishes some state on its own after a restore: an IPv6
-        link-local address gets its local-table route only once duplicate
-        address detection is over (about a second on veth).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            snap = self.nic_snapshot(ifname)
-            if snap == like or time.monotonic() > deadline:
-                return snap
-            await asyncio.sleep(0.1)
-
-    async def wait_claim_status(
-        self, claim: str, *, count: int = 1, timeout: float = 10
-    ) -> list[dict[str, Any]]:
-        """Waits until the claim's status.devices has `count` entries (0: cleared)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.control.claim(self.namespace, claim).get("status") or {}
-            devices = list(status.get("devices") or [])
-            if len(devices) == count:
-                return devices
-            if time.monotonic() > deadline:
-                raise PeerError(
-                    f"claim {claim}: status.devices has {len(devices)} entries, "
-                    f"expected {count} after {timeout}s:\n{self.services['plugin'].log_text()}"
-                )
-            await asyncio.sleep(0.1)
