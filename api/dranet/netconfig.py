@@ -24,8 +24,6 @@ from typing import Any
 from dranet.errors import Problem
 from dranet.netmodel import (
     _REQUIRED,
-    _SPECS,
-    _TOP,  # noqa: F401 (the docs test reads the schema's names here)
     VRF_TABLE_OFFSET,
     EthtoolConfig,
     FlagMap,
@@ -37,6 +35,8 @@ from dranet.netmodel import (
     VRFConfig,
     vrf_table_for,
 )
+from dranet.netmodel import _SPECS as _SPECS  # noqa: PLC0414 (re-export: the docs test reads it)
+from dranet.netmodel import _TOP as _TOP  # noqa: PLC0414 (re-export: the docs test reads it)
 from dranet.netparse import parse_config
 
 __all__ = [
