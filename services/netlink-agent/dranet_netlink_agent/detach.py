@@ -34,7 +34,7 @@ from dranet_netlink_agent.configure import (
 from dranet_netlink_agent.context import AgentContext, log
 from dranet_netlink_agent.hoststate import link_values, restore_on_node
 from dranet_netlink_agent.linkops import get_link, is_errno, links, set_link, set_state
-from dranet_netlink_agent.netns import open_netns, rtnl
+from dranet_netlink_agent.netns import NetnsId, open_if_present, rtnl
 
 
 class Outcome(StrEnum):
@@ -50,14 +50,39 @@ class Detached:
     message: str
 
 
-def _netns_alive(path: str) -> bool:
-    if not path:
-        return False
+def recorded_netns(rec: AttachmentRecord) -> NetnsId | None:
+    """The identity of the pod namespace the row was attached in (None: not recorded)."""
+    ident = rec.result.get("netns_id")
+    return (int(ident[0]), int(ident[1])) if ident else None
+
+
+def open_pod_netns(rec: AttachmentRecord) -> int | None:
+    """The row's pod namespace as an fd, or None when it is gone (see open_if_present).
+
+    Raises NetworkStepError when it cannot tell (EMFILE, EACCES...): the row
+    is kept rather than the pod's device being taken as lost.
+    """
     try:
-        os.close(open_netns(path))
-    except DranetError:
+        return open_if_present(rec.netns_path, recorded_netns(rec))
+    except OSError as exc:
+        raise NetworkStepError(
+            "open pod netns",
+            rec.device,
+            f"cannot open {rec.netns_path}: {exc.strerror}",
+            hint="the attachment is kept; the next detach or reap retries",
+        ) from exc
+
+
+def _netns_gone(rec: AttachmentRecord) -> bool:
+    try:
+        fd = open_pod_netns(rec)
+    except NetworkStepError as exc:
+        log.warning("cannot tell whether the pod of %s is gone, keeping it: %s", rec.device, exc)
         return False
-    return True
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def _same_device(link: dict[str, Any] | None, orig: dict[str, Any]) -> bool:
@@ -105,20 +130,24 @@ async def _move(ctx: AgentContext, pod: AsyncIPRoute, index: int, rec: Attachmen
 
 async def _move_out_of_pod(ctx: AgentContext, rec: AttachmentRecord) -> str:
     """Moves the link from the pod to the node; its name there, or "" if it was not there."""
-    if not _netns_alive(rec.netns_path):
+    fd = open_pod_netns(rec)
+    if fd is None:
         return ""
-    async with rtnl(rec.netns_path) as pod:
-        changes = PodChanges.from_json(rec.result.get("pod_changes"))
-        link = await _find_in_pod(pod, rec)
-        if link is None:
+    try:
+        async with rtnl(fd) as pod:
+            changes = PodChanges.from_json(rec.result.get("pod_changes"))
+            link = await _find_in_pod(pod, rec)
+            if link is None:
+                with contextlib.suppress(Exception):
+                    await undo_pod_changes(pod, changes)
+                return ""
+            async with step("move back to node", rec.device):
+                await set_state(pod, link["ifindex"], False)
+                name = await _move(ctx, pod, link["ifindex"], rec)
             with contextlib.suppress(Exception):
                 await undo_pod_changes(pod, changes)
-            return ""
-        async with step("move back to node", rec.device):
-            await set_state(pod, link["ifindex"], False)
-            name = await _move(ctx, pod, link["ifindex"], rec)
-        with contextlib.suppress(Exception):
-            await undo_pod_changes(pod, changes)
+    finally:
+        os.close(fd)
     return name
 
 
@@ -270,7 +299,7 @@ async def reap_orphans(ctx: AgentContext) -> list[Detached]:
         orphans = [
             rec
             for rec in await ctx.rows()
-            if rec.phase == AttachmentPhase.ATTACHED and not _netns_alive(rec.netns_path)
+            if rec.phase == AttachmentPhase.ATTACHED and _netns_gone(rec)
         ]
         if not orphans:
             return []

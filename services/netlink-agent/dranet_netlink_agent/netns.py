@@ -36,6 +36,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 Target = str | int | None  # a netns path, an open netns fd, or None for our own
 
 
+def _is_netns(fd: int) -> bool:
+    try:
+        return bool(fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET)
+    except OSError:
+        return False
+
+
 def open_netns(path: str) -> int:
     """Opens `path` and checks it is a network namespace; returns the fd."""
     try:
@@ -47,17 +54,42 @@ def open_netns(path: str) -> int:
         ) from exc
     except OSError as exc:
         raise InvalidArgumentError(f"cannot open network namespace {path}: {exc.strerror}") from exc
-    try:
-        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
-    except OSError:
-        kind = -1
-    if kind != CLONE_NEWNET:
+    if not _is_netns(fd):
         os.close(fd)
         raise RefusedError(
             f"{path} is not a network namespace",
-            hint="pass the pod's netns path, e.g. /var/run/netns/cni-... or /proc/<pid>/ns/net",
+            hint="pass the pod's netns path, e.g. /var/run/netns/cni-...",
         )
     return fd
+
+
+NetnsId = tuple[int, int]  # (st_dev, st_ino) of the nsfs inode: a namespace's identity
+
+
+def netns_id(fd: int) -> NetnsId:
+    """The identity of the namespace open as `fd`."""
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def open_if_present(path: str, expected: NetnsId | None = None) -> int | None:
+    """The namespace at `path` as an fd, or None when it is gone.
+
+    Gone means: the path does not exist, is no longer a network namespace
+    (an unmounted leftover file), or is another namespace than `expected`
+    (the pod's namespace died and the name was reused). Any other error
+    (EMFILE, EACCES...) says nothing about the pod and is raised as OSError.
+    """
+    if not path:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if _is_netns(fd) and (expected is None or netns_id(fd) == expected):
+        return fd
+    os.close(fd)
+    return None
 
 
 def _setns(fd: int) -> None:
@@ -70,17 +102,20 @@ def _enter_and_call(target: Target, fn: Callable[[], T]) -> T:
     """Runs `fn` in this thread inside `target`; the thread must not be reused."""
     if target is None:
         return fn()
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    fd = open_netns(target) if isinstance(target, str) else target
+    fd = own = -1
     try:
+        # The target first: a failed open must not leave our own fd behind.
+        fd = open_netns(target) if isinstance(target, str) else target
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         _setns(fd)
         try:
             return fn()
         finally:
             _setns(own)
     finally:
-        os.close(own)
-        if isinstance(target, str):
+        if own >= 0:
+            os.close(own)
+        if isinstance(target, str) and fd >= 0:
             os.close(fd)
 
 
