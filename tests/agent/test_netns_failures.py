@@ -11,7 +11,6 @@ import pytest
 
 from dranet.errors import DranetError
 from dranet.store import Store
-from dranet_netlink_agent import netns
 from dranet_netlink_agent.attach import PodRef, attach_pod
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.detach import reap_orphans
@@ -53,7 +52,7 @@ def test_other_open_errors_are_not_gone(monkeypatch: pytest.MonkeyPatch) -> None
     def emfile(path: Any, *args: Any, **kw: Any) -> int:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(netns.os, "open", emfile)
+    monkeypatch.setattr(os, "open", emfile)
     with pytest.raises(OSError, match="Too many open files"):
         open_if_present("/run/netns/anything")
 
@@ -69,14 +68,14 @@ async def test_reaper_keeps_a_live_pod_it_cannot_open(
     pod = lab.add_pod()
     kit.claim(plugin_store, POD.uid, ("nicf", {"interface": {"name": "net1"}}))
     await attach_pod(ctx, POD, lab.path(pod))
-    real_open = netns.os.open
+    real_open = os.open
 
     def emfile(path: Any, *args: Any, **kw: Any) -> int:
         if str(path) == lab.path(pod):
             raise OSError(errno.EMFILE, "Too many open files")
-        return real_open(path, *args, **kw)
+        return int(real_open(path, *args, **kw))
 
-    monkeypatch.setattr(netns.os, "open", emfile)
+    monkeypatch.setattr(os, "open", emfile)
     assert await reap_orphans(ctx) == []
     monkeypatch.undo()
 
