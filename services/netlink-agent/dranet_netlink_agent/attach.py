@@ -301,10 +301,15 @@ async def attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[At
 
 
 async def _attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[AttachmentRecord]:
+    # Most pods have no dranet claim: answer them without queueing behind a
+    # slow attach, detach or reap. Claims are written by the plugin before the
+    # pod starts, so one read outside the lock cannot miss them.
+    if not await asyncio.to_thread(ctx.store.claims_for_pod, pod.uid):
+        return []
     async with ctx.lock:
         claims = await asyncio.to_thread(ctx.store.claims_for_pod, pod.uid)
         if not claims:
-            return []  # nothing prepared for this pod (most pods)
+            return []  # released meanwhile
         path = _check_netns(ctx, netns_path)
         wanted = [(c, d) for c in claims for d in c.devices]
         await _refuse_foreign(ctx, pod, wanted)
