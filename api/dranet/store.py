@@ -335,6 +335,24 @@ class Store:
         with self._transaction(f"write attachment {rec.claim_uid}/{rec.device}") as tx:
             tx.execute(sql.PUT_ATTACHMENT, params)
 
+    def insert_attachment(self, rec: AttachmentRecord) -> None:
+        """Insert a new attachment; StoreError if (claim_uid, device) already has a row.
+
+        The write-ahead of an attach: the row holds the only record of the
+        device's host state, so it must never silently replace an older one.
+        """
+        self._check_writer("attachments")
+        params = sql.attachment_params(rec, self.boot_id, time.time())
+        key = f"{rec.claim_uid}/{rec.device}"
+        with self._transaction(f"insert attachment {key}") as tx:
+            if tx.execute(sql.GET_ATTACHMENT, (rec.claim_uid, rec.device)).fetchone():
+                raise StoreError(
+                    f"attachment {key} already exists; refusing to overwrite its recorded "
+                    "host state",
+                    hint="detach or release the claim first, or fix the device by hand",
+                )
+            tx.execute(sql.INSERT_ATTACHMENT, params)
+
     def delete_attachment(self, claim_uid: str, device: str) -> bool:
         """Delete the attachment; False if there was none."""
         self._check_writer("attachments")

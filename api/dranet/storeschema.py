@@ -246,6 +246,12 @@ INSERT OR REPLACE INTO attachments ({ATTACHMENT_COLUMNS})
 VALUES (:claim_uid, :device, :pod_uid, :pod_namespace, :pod_name, :netns_path, :phase,
     :host_ifname, :pod_ifname, :original, :result, :boot_id, :updated_at)
 """
+# The write-ahead row of a new attach: never replaces a row (claim, device) already has.
+INSERT_ATTACHMENT = f"""
+INSERT INTO attachments ({ATTACHMENT_COLUMNS})
+VALUES (:claim_uid, :device, :pod_uid, :pod_namespace, :pod_name, :netns_path, :phase,
+    :host_ifname, :pod_ifname, :original, :result, :boot_id, :updated_at)
+"""
 DELETE_ATTACHMENT = "DELETE FROM attachments WHERE claim_uid = ? AND device = ?"
 GET_ATTACHMENT = f"SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE claim_uid = ? AND device = ?"
 LIST_ATTACHMENTS = (  # a NULL filter matches every row
