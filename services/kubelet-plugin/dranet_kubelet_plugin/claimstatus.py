@@ -10,6 +10,11 @@ the claim's resourceVersion, retried on conflicts (a merge patch would
 replace the whole list, other drivers' entries included). The stream reader
 never waits for the API: it records the desired state and wakes a writer
 task, so attaching is never slowed down by the API server.
+
+The ResourceClaim's namespace/name come from the store row, and are kept in
+memory from the ATTACHED (or SNAPSHOT) event on: when the agent detaches
+inside ReleaseClaim, unprepare has already deleted the row, and the DETACHED
+entry must still be written.
 """
 
 from __future__ import annotations
@@ -145,9 +150,28 @@ class ClaimStatusWriter:
         self._reconnect_delay = reconnect_delay
         # claim uid -> attached devices of that claim
         self._attached: dict[str, dict[DeviceKey, agent_pb2.InterfaceResult]] = {}
+        # claim uid -> (namespace, name), learnt while the row exists
+        self._names: dict[str, tuple[str, str]] = {}
         self._pending: set[str] = set()
         self._wake = asyncio.Event()
         self.writes = 0
+
+    async def handle_event(self, event: agent_pb2.AttachmentEvent) -> None:
+        """Learns the names of newly attached claims, then applies the event."""
+        if event.kind in (Kind.SNAPSHOT, Kind.ATTACHED):
+            for uid in sorted({a.interface.claim_uid for a in event.attachments}):
+                if uid not in self._names:
+                    await self._learn_name(uid)
+        self.apply_event(event)
+
+    async def _learn_name(self, uid: str) -> None:
+        try:
+            record = await asyncio.to_thread(self._store.get_claim, uid)
+        except DranetError as exc:  # the writer reads the row again; only a late detach loses
+            log.warning("cannot read claim %s from the store: %s", uid, exc)
+            return
+        if record is not None:
+            self._names[uid] = (record.namespace, record.name)
 
     def apply_event(self, event: agent_pb2.AttachmentEvent) -> None:
         touched: set[str] = set()
@@ -178,7 +202,7 @@ class ClaimStatusWriter:
                 async for event in self._agent.WatchAttachments(
                     agent_pb2.WatchAttachmentsRequest()
                 ):
-                    self.apply_event(event)
+                    await self.handle_event(event)
                 log.warning("the agent ended the attachment watch; reconnecting")
             except grpc.aio.AioRpcError as exc:
                 log.warning(
@@ -213,20 +237,30 @@ class ClaimStatusWriter:
 
     async def _write_claim(self, uid: str, span: trace.Span) -> bool:
         record = await asyncio.to_thread(self._store.get_claim, uid)
-        if record is None:
+        if record is not None:
+            self._names[uid] = (record.namespace, record.name)
+            if len(record.pod_uids) == 1:
+                span.set_attribute("k8s.pod.uid", record.pod_uids[0])
+        names = self._names.get(uid)
+        if names is None:
             log.debug("claim %s is not in the store (already unprepared); status left alone", uid)
             return False
+        written = await self._write_status(uid, names, span)
+        if uid not in self._attached and uid not in self._pending:
+            self._names.pop(uid, None)  # nothing left to say about it
+        return written
+
+    async def _write_status(self, uid: str, names: tuple[str, str], span: trace.Span) -> bool:
+        namespace, name = names
         attached = dict(self._attached.get(uid, {}))
         span.set_attributes({
-            "dranet.claim.name": f"{record.namespace}/{record.name}",
-            "k8s.namespace.name": record.namespace,
+            "dranet.claim.name": f"{namespace}/{name}",
+            "k8s.namespace.name": namespace,
             "dranet.devices": len(attached),
         })  # fmt: skip
-        if len(record.pod_uids) == 1:
-            span.set_attribute("k8s.pod.uid", record.pod_uids[0])
 
         async def attempt() -> bool:
-            claim = await self._kube.get_claim(record.namespace, record.name)
+            claim = await self._kube.get_claim(namespace, name)
             if claim.get("metadata", {}).get("uid") != uid:
                 return False  # replaced by a new claim of the same name: not ours to touch
             devices = updated_status_devices(claim, self._driver, attached, now=datetime.now(UTC))
@@ -244,5 +278,5 @@ class ClaimStatusWriter:
         if written:
             self.writes += 1
             self._on_write()
-            log.info("updated status.devices of claim %s/%s", record.namespace, record.name)
+            log.info("updated status.devices of claim %s/%s", namespace, name)
         return written
