@@ -1,6 +1,6 @@
 """Semantic rules for a parsed claim configuration (kubernetes-sigs/dranet `validation.go`).
 
-`dranet.netconfig` checks structure and types and builds the dataclasses;
+`dranet.netparse` checks structure and types and builds the `dranet.netmodel` dataclasses;
 this module checks the values. Address, prefix and MAC parsing follow Go's
 `net`/`net/netip` rules so that exactly the configurations dranet accepts are
 accepted here (plus a few rejections of values that could only fail later, at
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from dranet.errors import Problem
 
 if TYPE_CHECKING:
-    from dranet.netconfig import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig
+    from dranet.netmodel import InterfaceConfig, NetworkConfig, RouteConfig, RuleConfig
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
