@@ -25,7 +25,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from dranet.agent.v1 import agent_pb2
-from dranet.errors import PeerError, RefusedError
+from dranet.errors import DranetError, PeerError, RefusedError
 from dranet.logs import log_context
 from dranet.metrics import Metrics
 from dranet.nri import api_pb2
@@ -103,6 +103,28 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
     return PeerError(err.details() or f"dranet: {call} for pod {pod} failed ({code.name})")
 
 
+def internal_error(doing: str, exc: Exception) -> DranetError:
+    """A bug's error as the runtime shows it: what failed, the exception, where to look."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return DranetError(
+        f"dranet: internal error in dranet-nri-hook while {doing}: {detail}",
+        hint="see the nri-hook container's log in the dranet pod on this node for the traceback",
+    )
+
+
+@contextlib.contextmanager
+def _explained(doing: str) -> Iterator[None]:
+    """Re-raises an unexpected exception as `internal_error`: the runtime shows a
+    plugin's error text verbatim, and a bare "KeyError: 'x'" helps nobody."""
+    try:
+        yield
+    except DranetError:
+        raise
+    except Exception as exc:
+        log.exception("internal error while %s", doing)
+        raise internal_error(doing, exc) from exc
+
+
 class PodHandlers:
     """Implements plugin.PodEvents against the agent's gRPC API."""
 
@@ -157,7 +179,10 @@ class PodHandlers:
 
     async def run_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         netns = pod_netns(pod)
-        with self._event("RunPodSandbox", pod, netns):
+        with (
+            self._event("RunPodSandbox", pod, netns),
+            _explained(f"attaching devices to pod {pod_label(pod)}"),
+        ):
             self._sandboxes[pod.uid] = (pod.id, netns)
             request = agent_pb2.AttachPodRequest(pod=pod_ref(pod), netns_path=netns)
             deadline = self._deadline
@@ -175,7 +200,10 @@ class PodHandlers:
 
     async def stop_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         netns = pod_netns(pod) or self.remembered_netns(pod.uid)
-        with self._event("StopPodSandbox", pod, netns) as outcome:
+        with (
+            self._event("StopPodSandbox", pod, netns) as outcome,
+            _explained(f"detaching devices from pod {pod_label(pod)}"),
+        ):
             if self._replaced(pod, "StopPodSandbox"):
                 return
             outcome.failed = not await self._detach(pod_ref(pod), netns, "StopPodSandbox")
@@ -183,7 +211,10 @@ class PodHandlers:
     async def remove_pod_sandbox(self, pod: api_pb2.PodSandbox) -> None:
         # Idempotent fallback for a missed or failed Stop; the netns may be gone.
         netns = pod_netns(pod) or self.remembered_netns(pod.uid)
-        with self._event("RemovePodSandbox", pod, netns) as outcome:
+        with (
+            self._event("RemovePodSandbox", pod, netns) as outcome,
+            _explained(f"detaching devices from pod {pod_label(pod)}"),
+        ):
             if self._replaced(pod, "RemovePodSandbox"):
                 return
             outcome.failed = not await self._detach(pod_ref(pod), netns, "RemovePodSandbox")
@@ -228,6 +259,7 @@ class PodHandlers:
         with (
             tracer.start_as_current_span("nri.Synchronize", attributes=attributes),
             self._metrics.time_event("nri.Synchronize"),
+            _explained(f"synchronizing {len(pods)} pods with the netlink agent"),
         ):
             self._remember(pods)
             try:
