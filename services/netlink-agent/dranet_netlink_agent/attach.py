@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
+from pyroute2 import AsyncIPRoute
 
 from dranet.errors import DranetError, InvalidArgumentError, NetworkStepError, RefusedError
 from dranet.logs import log_context
@@ -179,11 +180,9 @@ async def _attach_device(
     ctx: AgentContext, pod: PodRef, path: str, plan: _Plan
 ) -> AttachmentRecord:
     """The per-device transaction; on failure the device is back on the node."""
-    dev, cfg, name = plan.device, plan.config, plan.prepared.device
+    cfg, name = plan.config, plan.prepared.device
     async with rtnl(ctx.node_netns) as node:
-        link = await get_link(node, ifname=dev.ifname)
-        if link is None:
-            raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
+        dev, link = await _find_on_node(ctx, node, plan)
         async with step("record host state", name):
             original = await capture(
                 node,
@@ -204,7 +203,7 @@ async def _attach_device(
             original=original,
             result={"request": plan.prepared.request, "pool": plan.prepared.pool},
         )
-        await ctx.put(rec)  # write-ahead: nothing has changed yet
+        await ctx.insert(rec)  # write-ahead: nothing has changed yet; never replaces a row
         ctx.checkpoint("pending")
         try:
             iface = cfg.interface
@@ -237,6 +236,43 @@ async def _attach_device(
     return rec
 
 
+def identity_mismatch(link: dict[str, Any], dev: NetDeviceLike) -> str:
+    """Why the link found under the device's name is not the device ("" when it is)."""
+    if dev.ifindex and link["ifindex"] != dev.ifindex:
+        return f"ifindex {link['ifindex']}, the device has {dev.ifindex}"
+    perm = dev.permanent_mac.lower()
+    if perm and str(link.get("permanent_mac") or "").lower() != perm:
+        return f"permanent MAC {link.get('permanent_mac') or 'none'}, the device has {perm}"
+    return ""
+
+
+async def _find_on_node(
+    ctx: AgentContext, node: AsyncIPRoute, plan: _Plan
+) -> tuple[NetDeviceLike, dict[str, Any]]:
+    """The planned device's node link, checked against the inventory's identity.
+
+    The device is found by its name, and a name can be taken by another
+    interface since the inventory last looked: rescan once, then refuse.
+    """
+    dev, name = plan.device, plan.prepared.device
+    for attempt in range(2):
+        link = await get_link(node, ifname=dev.ifname)
+        if link is None:
+            raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
+        why = identity_mismatch(link, dev)
+        if not why:
+            return dev, link
+        if attempt == 0:
+            await ctx.resolver.rescan()
+            dev = ctx.resolver.find(name) or dev
+    raise RefusedError(
+        f"device {name}: the interface named {dev.ifname} on the node is not that device "
+        f"({why}); refusing to move it",
+        hint="another interface took the device's name; check the node's interfaces and "
+        "ListDevices",
+    )
+
+
 async def _configure(
     ctx: AgentContext, path: str, rec: AttachmentRecord, cfg: NetworkConfig
 ) -> AttachmentRecord:
@@ -267,7 +303,15 @@ async def _configure(
     return done
 
 
-async def _rollback(ctx: AgentContext, rec: AttachmentRecord, cause: BaseException) -> None:
+async def _rollback(
+    ctx: AgentContext, rec: AttachmentRecord, cause: BaseException, *, strict: bool = False
+) -> None:
+    """Gives the device of `rec` back and drops the row.
+
+    On failure the row is kept (start-up recovery retries it); `strict` then
+    raises the failure, for a leftover row that must be gone before a new
+    attach may touch the device or its row.
+    """
     attributes = {
         "dranet.claim.uid": rec.claim_uid,
         "dranet.device": rec.device,
@@ -281,6 +325,8 @@ async def _rollback(ctx: AgentContext, rec: AttachmentRecord, cause: BaseExcepti
             span.record_exception(exc)
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"rollback failed: {exc}"))
             ctx.metrics.detach_failures.labels("rollback").inc()
+            if strict:
+                raise
             return
         await ctx.delete(rec)
 
@@ -319,7 +365,7 @@ async def _attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[A
             if row.phase == AttachmentPhase.ATTACHED and current:
                 ready[(row.claim_uid, row.device)] = row
             else:  # half-done or an older sandbox: give it back first
-                await _rollback(ctx, row, RuntimeError("stale attachment"))
+                await _rollback(ctx, row, RuntimeError("stale attachment"), strict=True)
         plans = [await _resolve(ctx, c, d) for c, d in wanted if (c.uid, d.device) not in ready]
         await _check_pod_names(path, plans)
         done_now: list[AttachmentRecord] = []

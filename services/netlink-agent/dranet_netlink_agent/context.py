@@ -101,6 +101,10 @@ class AgentContext:
     async def put(self, rec: AttachmentRecord) -> None:
         await asyncio.to_thread(self.store.put_attachment, rec)
 
+    async def insert(self, rec: AttachmentRecord) -> None:
+        """The write-ahead row: StoreError if the (claim, device) already has one."""
+        await asyncio.to_thread(self.store.insert_attachment, rec)
+
     async def delete(self, rec: AttachmentRecord) -> None:
         await asyncio.to_thread(self.store.delete_attachment, rec.claim_uid, rec.device)
 
