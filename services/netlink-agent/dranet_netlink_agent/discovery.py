@@ -63,6 +63,9 @@ class LinkRecord:
     master: int  # 0 when not enslaved
     parent_bus: str  # IFLA_PARENT_DEV_BUS_NAME, e.g. "pci"
     parent_dev: str  # IFLA_PARENT_DEV_NAME, e.g. "0000:8a:00.0"
+    # IFLA_LINK: the lower device (a VLAN's or macvlan's parent, a veth's peer)
+    # in this namespace; 0 when none or when it lives in another namespace.
+    lower: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,19 @@ def _mac(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return ":".join(f"{b:02x}" for b in value)
     return str(value or "").lower()
+
+
+def lower_ifindex(msg: Any) -> int:
+    """IFLA_LINK of an ifinfmsg when it names a link of the same namespace, else 0.
+
+    With IFLA_LINK_NETNSID present the index belongs to another namespace (a
+    veth's peer in the fabric, a macvlan moved away from its parent): an
+    unrelated link here may have that number.
+    """
+    if msg.get("link_netnsid") is not None:
+        return 0
+    lower = int(msg.get("link") or 0)
+    return 0 if lower == int(msg["index"]) else lower
 
 
 def link_record(msg: Any) -> LinkRecord:
@@ -98,6 +114,7 @@ def link_record(msg: Any) -> LinkRecord:
         master=int(msg.get("master") or 0),
         parent_bus=str(msg.get("parent_dev_bus_name") or ""),
         parent_dev=str(msg.get("parent_dev_name") or ""),
+        lower=lower_ifindex(msg),
     )
 
 

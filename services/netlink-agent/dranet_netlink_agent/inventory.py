@@ -188,7 +188,8 @@ class Inventory:
 
     def _apply(self, found: Discovery, devices: list[tuple[LinkRecord, NetDevice]]) -> None:
         masters = {lk.ifindex: lk.master for lk in found.links if lk.master}
-        uplinks = uplink_ifindexes(found.routes, masters)
+        lowers = {lk.ifindex: lk.lower for lk in found.links if lk.lower}
+        uplinks = uplink_ifindexes(found.routes, masters, lowers)
         present: dict[str, NetDevice] = {}
         offered: dict[str, NetDevice] = {}
         for link, built in devices:

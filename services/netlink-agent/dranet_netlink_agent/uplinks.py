@@ -3,10 +3,14 @@
 An uplink is an interface carrying the active default route of the main
 table: per address family only the routes with the lowest metric count, ECMP
 ties and every next hop of a multipath route are kept (as dranet's
-`getExcludedUplinkInterfaces`). Their master-descendants — bond slaves,
-bridge ports, team members, found by following `master` links breadth-first —
-carry the same traffic and are excluded too. macvlan/ipvlan children hang off
-a *parent*, not a master, and stay offerable. Pure functions over dumps.
+`getExcludedUplinkInterfaces`). Everything that carries the same traffic is
+excluded too: master-descendants (bond slaves, bridge ports, team members)
+and lower devices (IFLA_LINK: the parent of a VLAN or macvlan, the
+same-namespace peer of a veth), followed together until nothing new turns
+up, so `bond0.100` protects `bond0` and its slaves and a bridge over
+`eth0.100` protects `eth0`. Only downward links are followed: a macvlan child
+*of* an uplink, or a sibling sharing its parent, stays offerable. Pure
+functions over dumps.
 """
 
 from __future__ import annotations
@@ -62,12 +66,41 @@ def with_master_descendants(roots: Iterable[int], masters: Mapping[int, int]) ->
     return frozenset(seen)
 
 
-def uplink_ifindexes(routes: Iterable[RouteRecord], masters: Mapping[int, int]) -> frozenset[int]:
-    """Default-route interfaces and their bond/bridge members.
+def with_carriers(
+    roots: Iterable[int], masters: Mapping[int, int], lowers: Mapping[int, int]
+) -> frozenset[int]:
+    """`roots` plus every interface their traffic depends on, transitively.
 
-    `masters` maps an ifindex to its master's ifindex (only enslaved links).
+    From each interface: its lower device (`lowers`) and the interfaces
+    enslaved to it (`masters`), and from those the same again (BFS; cycles
+    such as a veth pair in one namespace end at the first repeat).
     """
-    return with_master_descendants(default_route_ifindexes(routes), masters)
+    children: dict[int, list[int]] = {}
+    for ifindex, master in masters.items():
+        children.setdefault(master, []).append(ifindex)
+    seen = set(roots)
+    queue = list(seen)
+    while queue:
+        current = queue.pop(0)
+        lower = lowers.get(current, 0)
+        for nxt in (*children.get(current, ()), *((lower,) if lower else ())):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return frozenset(seen)
+
+
+def uplink_ifindexes(
+    routes: Iterable[RouteRecord],
+    masters: Mapping[int, int],
+    lowers: Mapping[int, int] | None = None,
+) -> frozenset[int]:
+    """Default-route interfaces, their bond/bridge members and their lower devices.
+
+    `masters` maps an ifindex to its master's ifindex (only enslaved links);
+    `lowers` maps an ifindex to its lower device's (IFLA_LINK, same namespace only).
+    """
+    return with_carriers(default_route_ifindexes(routes), masters, lowers or {})
 
 
 def is_ignored(ifname: str, patterns: Sequence[str]) -> bool:
