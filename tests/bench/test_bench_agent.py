@@ -8,6 +8,10 @@ address and two routes, then give it back and restore it exactly.
 
 The inventory scan (netlink dumps + sysfs for every link) runs on every burst
 of link/address/route events and at every resync.
+
+Recording the host state (`capture`) is part of every attach; on a node whose
+other interfaces hold 10k routes it must not grow with them (the kernel
+filters the dumps down to the NIC's entries).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -27,7 +32,10 @@ from dranet.store import AttachmentPhase, ClaimRecord, PreparedDevice, Role, Sto
 from dranet_netlink_agent.attach import PodRef, attach_pod
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.detach import Detached, Outcome, detach_pod
+from dranet_netlink_agent.hoststate import capture
 from dranet_netlink_agent.inventory import Inventory
+from dranet_netlink_agent.linkops import get_link
+from dranet_netlink_agent.netns import rtnl
 from dranet_sandbox.netlab import NetLab, ip_json
 
 from .pedantic import pedantic
@@ -46,6 +54,8 @@ CONFIG = {
 CYCLE_ROUNDS = 30
 SCAN_VETHS = 50
 SCAN_ROUNDS = 30
+BUSY_ROUTES = 10_000
+CAPTURE_ROUNDS = 30
 
 
 @pytest.fixture
@@ -133,3 +143,29 @@ def test_inventory_full_scan(benchmark: BenchmarkFixture, runner: asyncio.Runner
         assert sorted(devices) == sorted(f"b{i}" for i in range(SCAN_VETHS))
         assert all(list(d.ipv4) == [f"10.100.{d.name[1:]}.2/24"] for d in devices.values())
         assert all(d.type == "veth" and d.virtual for d in devices.values())
+
+
+def test_capture_on_a_node_with_10k_routes(
+    benchmark: BenchmarkFixture, runner: asyncio.Runner
+) -> None:
+    with NetLab() as lab:
+        lab.add_nic(NIC, node_cidr="10.10.0.2/24", fabric_cidr="10.10.0.1/24")
+        lab.add_nic("busy", node_cidr="10.20.0.2/16", fabric_cidr="10.20.0.1/16")
+        batch = "route add 10.150.0.0/16 via 10.10.0.1\n" + "".join(
+            f"route add 10.{100 + i // 256}.{i % 256}.0/24 via 10.20.0.1\n"
+            for i in range(BUSY_ROUTES)
+        )
+        subprocess.run(["ip", "-n", lab.node, "-batch", "-"], input=batch, text=True, check=True)
+        captured: list[dict[str, Any]] = []
+
+        async def record() -> None:
+            async with rtnl(lab.path(lab.node)) as ipr:
+                link = await get_link(ipr, ifname=NIC)
+                assert link is not None
+                captured.append(await capture(ipr, link["ifindex"]))
+
+        pedantic(benchmark, lambda: runner.run(record()), rounds=CAPTURE_ROUNDS, warmup_rounds=1)
+
+        assert captured
+        assert all([r["dst"] for r in c["routes"]] == ["10.150.0.0"] for c in captured)
+        assert len(ip_json("route", "show", netns=lab.node)) > BUSY_ROUTES

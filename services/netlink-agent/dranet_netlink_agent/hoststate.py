@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from socket import AF_INET, AF_INET6
+from socket import AF_INET, AF_INET6, AF_UNSPEC
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETNEIGH, RTM_GETROUTE
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from dranet_netlink_agent.linkops import get_link, set_link, set_state, tolerate
+from dranet_netlink_agent.linkops import get_link, kernel_dump, set_link, set_state, tolerate
 
 RT_TABLE_DEFAULT = 253
 RT_TABLE_MAIN = 254
@@ -105,16 +109,23 @@ def keep_route(msg: Any, index: int) -> bool:
 
 async def addresses_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
     found = []
-    async for msg in await ipr.addr("dump"):
-        if msg["index"] == index and (entry := _addr_entry(msg)) is not None:
-            found.append(entry)
+    for family in (AF_INET, AF_INET6):
+        req = ifaddrmsg()
+        req["family"] = family
+        req["index"] = index  # the kernel sends this interface's addresses only
+        for msg in await kernel_dump(ipr, req, RTM_GETADDR):
+            if msg["index"] == index and (entry := _addr_entry(msg)) is not None:
+                found.append(entry)
     return found
 
 
 async def routes_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
     found = []
     for family in (AF_INET, AF_INET6):
-        async for msg in await ipr.route("dump", family=family):
+        req = rtmsg()
+        req["family"] = family
+        req["attrs"] = [("RTA_OIF", index)]  # every table, this interface only
+        for msg in await kernel_dump(ipr, req, RTM_GETROUTE):
             if keep_route(msg, index):
                 found.append(_route_entry(msg))
     return found
@@ -122,7 +133,10 @@ async def routes_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
 
 async def neighbors_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
     found = []
-    async for msg in await ipr.neigh("dump"):
+    req = ndmsg()
+    req["family"] = AF_UNSPEC
+    req["attrs"] = [("NDA_IFINDEX", index)]
+    for msg in await kernel_dump(ipr, req, RTM_GETNEIGH):
         if msg["ifindex"] != index or not msg["state"] & NUD_PERMANENT:
             continue
         if msg.get("NDA_DST") and msg.get("NDA_LLADDR"):
@@ -137,8 +151,14 @@ async def neighbors_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
 
 
 async def rules_for_tables(ipr: AsyncIPRoute, tables: set[int]) -> list[dict[str, Any]]:
-    """Policy rules pointing at `tables`, as `rule("add")` keywords (dranet carries these)."""
-    found = []
+    """Policy rules pointing at `tables`, as `rule("add")` keywords (dranet carries these).
+
+    The kernel filters no rule dump (it refuses attributes in one), but rule
+    lists are short; with no tables to look for there is no dump at all.
+    """
+    found: list[dict[str, Any]] = []
+    if not tables:
+        return found
     for family in (AF_INET, AF_INET6):
         async for msg in await ipr.rule("dump", family=family):
             table = int(msg.get("FRA_TABLE") or msg["table"])

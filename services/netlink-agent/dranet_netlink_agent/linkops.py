@@ -7,18 +7,23 @@ class, so those two values are read from the raw 'UNKNOWN' attributes.
 
 Every helper is idempotent: an address or route that already exists counts
 as added, one that is already gone counts as deleted.
+
+`kernel_dump` asks the kernel to filter a dump (NETLINK_GET_STRICT_CHK): a
+node can hold tens of thousands of routes, and parsing them all in Python on
+the event loop to keep one interface's would blow the attach budget.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 from collections.abc import Awaitable
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -26,6 +31,9 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 IFLA_GSO_IPV4_MAX_SIZE = 63
 IFLA_GRO_IPV4_MAX_SIZE = 64
 IFF_UP = 0x1
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12
+SIOCGSKNS = 0x894C  # an fd of the network namespace a socket lives in
 
 
 class _LinkMsg(ifinfmsg):  # type: ignore[misc]
@@ -143,3 +151,33 @@ async def get_link(
 def own_netns_fd() -> int:
     """An fd of the agent's own network namespace (the main thread's: never setns'd)."""
     return os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+async def kernel_dump(ipr: AsyncIPRoute, msg: Any, msg_type: int) -> list[Any]:
+    """The messages of a dump request, filtered by the kernel.
+
+    With NETLINK_GET_STRICT_CHK the kernel honours the request's filters
+    (RTA_OIF and rtm_table for routes, ifa_index for addresses, NDA_IFINDEX
+    for neighbours) and sends only what matches. The option is set for this
+    request only, so the caller's socket is handed back as it was. A kernel
+    older than 4.20 lacks it and sends everything: callers still filter.
+    """
+    try:
+        ipr.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        strict = True
+    except OSError:
+        strict = False
+    try:
+        return [m async for m in await ipr.nlm_request(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)]
+    finally:
+        if strict:
+            ipr.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 0)
+
+
+def netns_fd_of(ipr: AsyncIPRoute) -> int:
+    """A fresh fd of the network namespace `ipr`'s socket lives in (the caller closes it).
+
+    ethtool and sysctls act on the calling thread's namespace, so work on a
+    link found through `ipr` must run there.
+    """
+    return int(fcntl.ioctl(ipr.fileno(), SIOCGSKNS))
