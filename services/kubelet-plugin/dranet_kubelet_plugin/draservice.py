@@ -70,6 +70,23 @@ class Preparer(Protocol):
 # --- pure conversions -------------------------------------------------------
 
 
+def internal_error_text(doing: str, exc: BaseException) -> str:
+    """What the user sees for a bug: what failed, the exception, where the traceback is."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (
+        f"internal error in dranet-kubelet-plugin while {doing}: {detail}; "
+        "see the kubelet-plugin container's log in the dranet pod on this node"
+    )
+
+
+def describe_claims(claims: Sequence[ClaimRef], limit: int = 5) -> str:
+    """'claim ns/a' or 'claims ns/a, ns/b' (the first `limit`, then how many more)."""
+    names = [f"{c.namespace}/{c.name}" for c in claims[:limit]]
+    if len(claims) > limit:
+        names.append(f"{len(claims) - limit} more")
+    return ("claim " if len(claims) == 1 else "claims ") + ", ".join(names)
+
+
 def claim_refs(claims: Iterable[Any]) -> list[ClaimRef]:
     """Request claims -> ClaimRefs, first occurrence of a UID kept.
 
@@ -223,20 +240,28 @@ class _DRAService:
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-    async def _abort(self, context: Context, what: str, exc: Exception) -> NoReturn:
+    async def _abort(
+        self, context: Context, what: str, doing: str, claims: Sequence[ClaimRef], exc: Exception
+    ) -> NoReturn:
         if isinstance(exc, DranetError):
             await context.abort(exc.grpc_code, f"{what}: {exc}")
         log.exception("%s (%s) failed unexpectedly", what, self.version)
-        await context.abort(grpc.StatusCode.INTERNAL, f"{what}: internal error: {exc!r}")
+        # Not grpc's bare "Unexpected <class ...>": say what failed and where to look.
+        message = internal_error_text(f"{doing} {describe_claims(claims)}", exc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"{what}: {message}")
 
     async def _prepare(self, request: Any, context: Context) -> Any:
         claims = await self._refs(request, context)
+        try:
+            return await self._prepare_claims(claims)
+        except Exception as exc:
+            await self._abort(context, "NodePrepareResources", "preparing", claims, exc)
+
+    async def _prepare_claims(self, claims: Sequence[ClaimRef]) -> Any:
         response = self._pb.NodePrepareResourcesResponse()
         held = await self._locks.acquire([c.uid for c in claims])
         try:
             outcomes = await self._preparer.prepare(claims) if claims else {}
-        except Exception as exc:
-            await self._abort(context, "NodePrepareResources", exc)
         finally:
             self._locks.release(held)
         completed = complete_outcomes(claims, outcomes)
@@ -248,12 +273,16 @@ class _DRAService:
 
     async def _unprepare(self, request: Any, context: Context) -> Any:
         claims = await self._refs(request, context)
+        try:
+            return await self._unprepare_claims(claims)
+        except Exception as exc:
+            await self._abort(context, "NodeUnprepareResources", "unpreparing", claims, exc)
+
+    async def _unprepare_claims(self, claims: Sequence[ClaimRef]) -> Any:
         response = self._pb.NodeUnprepareResourcesResponse()
         held = await self._locks.acquire([c.uid for c in claims])
         try:
             errors = await self._preparer.unprepare(claims) if claims else {}
-        except Exception as exc:
-            await self._abort(context, "NodeUnprepareResources", exc)
         finally:
             self._locks.release(held)
         completed = complete_errors(claims, errors)
