@@ -50,7 +50,12 @@ from dranet.errors import ConfigError, DranetError, NotFoundError
 from dranet.logs import log_context
 from dranet.store import ClaimRecord, PreparedDevice, Store
 from dranet.telemetry import current_carrier
-from dranet_kubelet_plugin.draservice import ClaimRef, PreparedDeviceRef, PrepareOutcome
+from dranet_kubelet_plugin.draservice import (
+    ClaimRef,
+    PreparedDeviceRef,
+    PrepareOutcome,
+    internal_error_text,
+)
 from dranet_kubelet_plugin.kube import Kube
 
 if TYPE_CHECKING:
@@ -229,6 +234,14 @@ class ClaimPreparer:
                 if claim is not None:
                     await self._report(claim, str(exc))
                 return PrepareOutcome(error=str(exc))
+            except Exception as exc:  # a bug: fail this claim only, and say where to look
+                log.exception("prepare %s/%s failed unexpectedly", ref.namespace, ref.name)
+                error = internal_error_text(f"preparing claim {ref.namespace}/{ref.name}", exc)
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+                if claim is not None:
+                    await self._report(claim, error)
+                return PrepareOutcome(error=error)
             return outcome
 
     async def _read_claim(self, ref: ClaimRef) -> dict[str, Any]:
@@ -358,7 +371,11 @@ class ClaimPreparer:
                 "unprepare claim", attributes=claim_attributes(ref)
             ) as span,
         ):
-            error = await self._release_and_forget(ref)
+            try:
+                error = await self._release_and_forget(ref)
+            except Exception as exc:  # a bug: fail this claim only, and say where to look
+                log.exception("unprepare %s/%s failed unexpectedly", ref.namespace, ref.name)
+                error = internal_error_text(f"unpreparing claim {ref.namespace}/{ref.name}", exc)
             if error:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, error))
             return error
