@@ -94,7 +94,8 @@ class Inventory:
         self._attached: dict[str, AttachmentLike] = {}  # as of the last scan, by device
         self._present: dict[str, NetDevice] = {}  # every non-loopback link, by DRA name
         self._offered: dict[str, NetDevice] = {}
-        self._uplinks: frozenset[str] = frozenset()
+        self._uplinks: frozenset[str] = frozenset()  # names, for is_uplink
+        self._uplink_indexes: frozenset[int] = frozenset()
         self._last_known: dict[str, NetDevice] = {}
         self._published: dict[str, agent_pb2.Device] = {}
         self._subscribers: set[asyncio.Queue[_Item]] = set()
@@ -190,6 +191,12 @@ class Inventory:
         masters = {lk.ifindex: lk.master for lk in found.links if lk.master}
         lowers = {lk.ifindex: lk.lower for lk in found.links if lk.lower}
         uplinks = uplink_ifindexes(found.routes, masters, lowers)
+        uplink_names = {lk.ifname for lk in found.links if lk.ifindex in uplinks}
+        if not found.complete:
+            # A racing route dump may have missed the default route: keep the
+            # previous uplinks protected too, never offer them on a partial view.
+            uplinks |= self._uplink_indexes
+            uplink_names |= self._uplinks
         present: dict[str, NetDevice] = {}
         offered: dict[str, NetDevice] = {}
         for link, built in devices:
@@ -202,7 +209,8 @@ class Inventory:
                 if dev.name in present:
                     continue
             present[dev.name] = dev
-            if link.ifindex not in uplinks and not is_ignored(link.ifname, self._ignore):
+            uplink = link.ifindex in uplinks or link.ifname in uplink_names
+            if not uplink and not is_ignored(link.ifname, self._ignore):
                 offered[dev.name] = dev
         if not found.complete:
             # The dump raced with changes and may have skipped entries: keep what
@@ -212,7 +220,7 @@ class Inventory:
             present |= kept
             offered |= {n: d for n, d in self._offered.items() if n in kept}
             asyncio.get_running_loop().call_later(RETRY_SECONDS, self._dirty.set)
-        self._uplinks = frozenset(lk.ifname for lk in found.links if lk.ifindex in uplinks)
+        self._uplinks, self._uplink_indexes = frozenset(uplink_names), uplinks
         self._present, self._offered = present, offered
 
     def _publish(self) -> None:
