@@ -76,7 +76,7 @@ def _addr_entry(msg: Any) -> dict[str, Any] | None:
     return entry
 
 
-def _route_entry(msg: Any) -> dict[str, Any]:
+def route_entry(msg: Any) -> dict[str, Any]:
     family = _family(msg["family"])
     return {
         "family": family,
@@ -127,7 +127,7 @@ async def routes_of(ipr: AsyncIPRoute, index: int) -> list[dict[str, Any]]:
         req["attrs"] = [("RTA_OIF", index)]  # every table, this interface only
         for msg in await kernel_dump(ipr, req, RTM_GETROUTE):
             if keep_route(msg, index):
-                found.append(_route_entry(msg))
+                found.append(route_entry(msg))
     return found
 
 

@@ -2,7 +2,13 @@
 
 The `plan_*` functions are pure: they turn a claim's configuration plus the
 recorded host state into the exact entries to add. The `apply_*` functions
-add them in the pod namespace, idempotently (EEXIST counts as done).
+add them in the pod namespace, idempotently. The kernel answers EEXIST for a
+route whenever one with the same table, destination and metric exists, be
+it ours or the pod's own (its CNI default route): such a route is read back
+and counts as done only if it is the one asked for; otherwise the step
+fails and the attach is rolled back. Rules are added with NLM_F_EXCL, which
+the kernel refuses only for an identical rule (same priority and
+selectors): that one counts as done, and is not ours to delete.
 """
 
 from __future__ import annotations
@@ -14,13 +20,22 @@ from socket import AF_INET, AF_INET6
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import RTM_GETROUTE
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from dranet.netconfig import NetworkConfig
-from dranet_netlink_agent.hoststate import NUD_PERMANENT, link_scope_first, route_kwargs
-from dranet_netlink_agent.linkops import get_link, tolerate
+from dranet_netlink_agent.hoststate import (
+    NUD_PERMANENT,
+    link_scope_first,
+    route_entry,
+    route_kwargs,
+)
+from dranet_netlink_agent.linkops import get_link, kernel_dump, tolerate
 
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3  # what `ip route add` uses
+IP6_RT_PRIO_USER = 1024  # the metric the kernel gives an IPv6 route without one
+TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
 
 
 def _net(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -58,6 +73,7 @@ def plan_routes(
                 "proto": RTPROT_BOOT,
                 "type": 1,
                 "priority": None,
+                "origin": "claim",
             }
         )
     taken = {(r["family"], r["dst"], r["dst_len"], r["table"]) for r in planned}
@@ -70,7 +86,7 @@ def plan_routes(
         gateway = host.get("gateway")
         if gateway and not any(_ip(gateway) in net for net in reachable):
             continue  # the pod's addresses cannot reach it: the kernel would refuse
-        route = dict(host)
+        route = dict(host, origin="node")
         route["table"] = vrf_table or route["table"]
         if route.get("prefsrc") and route["prefsrc"] not in on_pod:
             route["prefsrc"] = ""
@@ -106,9 +122,91 @@ def plan_rules(
     return rules
 
 
+def _addr(text: str | None) -> str:
+    return str(ipaddress.ip_address(text)) if text else ""
+
+
+def metric(route: dict[str, Any]) -> int:
+    """The metric the kernel keys the route on (IPv6 turns 0 into 1024)."""
+    if route.get("priority"):
+        return int(route["priority"])
+    return IP6_RT_PRIO_USER if route["family"] == 6 else 0
+
+
+def route_mismatch(asked: dict[str, Any], index: int, have: dict[str, Any]) -> list[str]:
+    """What differs between the route asked for on link `index` and one that exists
+    with the same key (pure); [] when it is the same route.
+
+    A source, or an IPv4 scope, left unset (""/0) in the request accepts any.
+    """
+    differ = []
+    if have.get("oif") != index:
+        differ.append("device")
+    if _addr(asked.get("gateway")) != _addr(have.get("gateway")):
+        differ.append("gateway")
+    if asked.get("prefsrc") and _addr(asked["prefsrc"]) != _addr(have.get("prefsrc")):
+        differ.append("source")
+    if asked["family"] == 4 and asked.get("scope") and asked["scope"] != have.get("scope"):
+        differ.append("scope")  # IPv6 routes have no scope: the kernel reports 0
+    return differ
+
+
+def describe_route(route: dict[str, Any], ifname: str) -> str:
+    """`via GW dev NAME [src S] [scope N]`, as `ip route` would show it."""
+    text = f"via {route['gateway']} dev {ifname}" if route.get("gateway") else f"dev {ifname}"
+    if route.get("prefsrc"):
+        text += f" src {route['prefsrc']}"
+    if route["family"] == 4 and route.get("scope"):
+        text += f" scope {route['scope']}"
+    return text
+
+
+async def existing_route(ipr: AsyncIPRoute, route: dict[str, Any]) -> dict[str, Any] | None:
+    """The route holding `route`'s key (table, destination, metric), with its `oif`."""
+    req = rtmsg()
+    req["family"] = AF_INET if route["family"] == 4 else AF_INET6
+    req["attrs"] = [("RTA_TABLE", route["table"])]  # the kernel sends that table only
+    want = (_addr(route.get("dst")), route["dst_len"], route["table"], metric(route))
+    for msg in await kernel_dump(ipr, req, RTM_GETROUTE):
+        have = route_entry(msg)
+        if (_addr(have["dst"]), have["dst_len"], have["table"], metric(have)) == want:
+            multipath = bool(msg.get("RTA_MULTIPATH"))
+            return {**have, "oif": None if multipath else msg.get("RTA_OIF")}
+    return None
+
+
+async def _name(ipr: AsyncIPRoute, index: int | None) -> str:
+    link = await get_link(ipr, index=index) if index else None
+    return str(link["ifname"]) if link else f"ifindex {index}"
+
+
+async def check_existing(ipr: AsyncIPRoute, index: int, route: dict[str, Any]) -> None:
+    """After EEXIST: returns if the existing route is `route`; else raises saying which."""
+    have = await existing_route(ipr, route)
+    dst = f"{route.get('dst') or ('0.0.0.0' if route['family'] == 4 else '::')}/{route['dst_len']}"
+    where = f"route {dst} in table {TABLE_NAMES.get(route['table'], route['table'])}"
+    if route.get("priority"):
+        where += f" metric {route['priority']}"
+    if have is None:
+        raise ValueError(f"{where} exists in the pod (EEXIST) but cannot be read back")
+    if not route_mismatch(route, index, have):
+        return
+    if have["oif"] is None:
+        exists = "as a multipath or typed (blackhole, unreachable...) route"
+    else:
+        exists = describe_route(have, await _name(ipr, have["oif"]))
+    asked = describe_route(route, await _name(ipr, index))
+    if route.get("origin") == "node":
+        who, fix = "the route carried over from the node", "remove it from the node or the pod"
+    else:
+        who, fix = "the claim", "give the claim's route another table, or free it in the pod"
+    raise ValueError(f"{where} already exists {exists} in the pod; {who} asks {asked}: {fix}")
+
+
 async def apply_routes(ipr: AsyncIPRoute, index: int, routes: list[dict[str, Any]]) -> None:
     for route in routes:
-        await tolerate(ipr.route("add", **route_kwargs(route, index)), errno.EEXIST)
+        if not await tolerate(ipr.route("add", **route_kwargs(route, index)), errno.EEXIST):
+            await check_existing(ipr, index, route)
 
 
 async def apply_rules(ipr: AsyncIPRoute, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
