@@ -15,12 +15,15 @@ def _identity(path: str) -> str:
     return path
 
 
+WITH_PIDS = (*DEFAULT_ROOTS, PID_TEMPLATE)
+
+
 @pytest.mark.parametrize(
     "path",
     ["/var/run/netns/cni-1234", "/run/netns/cni-abc", "/proc/4242/ns/net", "/run/netns/a/b"],
 )
 def test_paths_under_the_roots_are_accepted(path: str) -> None:
-    assert check_netns_path(path, resolve=_identity) == path
+    assert check_netns_path(path, WITH_PIDS, resolve=_identity) == path
 
 
 @pytest.mark.parametrize(
@@ -51,7 +54,7 @@ def test_malformed_paths_are_invalid(path: str, message: str) -> None:
 )
 def test_paths_outside_the_roots_are_refused(path: str) -> None:
     with pytest.raises(RefusedError, match="outside the allowed roots"):
-        check_netns_path(path, resolve=_identity)
+        check_netns_path(path, WITH_PIDS, resolve=_identity)
 
 
 def test_the_roots_are_configurable() -> None:
@@ -60,7 +63,11 @@ def test_the_roots_are_configurable() -> None:
         check_netns_path("/proc/7/ns/net", ["/srv/ns"], resolve=_identity)
     with pytest.raises(RefusedError):
         check_netns_path("/run/netns/x", ["/srv/ns"], resolve=_identity)
-    assert PID_TEMPLATE in DEFAULT_ROOTS
+    # A pid path is opt-in: by default only the runtimes' bind-mount directories.
+    assert DEFAULT_ROOTS == ("/var/run/netns/", "/run/netns/")
+    with pytest.raises(RefusedError):
+        check_netns_path("/proc/7/ns/net", resolve=_identity)
+    assert check_netns_path("/proc/7/ns/net", [PID_TEMPLATE]) == "/proc/7/ns/net"
 
 
 def test_a_symlink_escaping_the_root_is_refused(tmp_path: Path) -> None:

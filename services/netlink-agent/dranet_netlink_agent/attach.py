@@ -34,10 +34,10 @@ from dranet_netlink_agent.configure import (
     undo_pod_changes,
 )
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
-from dranet_netlink_agent.detach import give_back
+from dranet_netlink_agent.detach import give_back, recorded_netns
 from dranet_netlink_agent.hoststate import capture
 from dranet_netlink_agent.linkops import get_link, set_link, set_state
-from dranet_netlink_agent.netns import open_netns, rtnl, same_netns
+from dranet_netlink_agent.netns import NetnsId, netns_id, open_netns, rtnl, same_netns
 from dranet_netlink_agent.netnspaths import check_netns_path
 
 __all__ = ["AgentContext", "PodRef", "Resolver", "attach_pod"]
@@ -90,10 +90,41 @@ async def _resolve(ctx: AgentContext, claim: ClaimRecord, prepared: PreparedDevi
     return _Plan(claim, prepared, found, parse_config(prepared.config))
 
 
-def _check_netns(ctx: AgentContext, path: str) -> str:
+@dataclass(frozen=True)
+class _Target:
+    """The pod namespace of one AttachPod call, opened once.
+
+    Every step of the call uses `fd`, never the path again: a path like
+    /proc/<pid>/ns/net may name another namespace a moment later.
+    """
+
+    path: str  # resolved; recorded in the rows
+    fd: int
+    ident: NetnsId
+
+
+def _open_target(ctx: AgentContext, path: str) -> _Target:
     resolved = check_netns_path(path, ctx.netns_roots)
-    os.close(open_netns(resolved))  # raises when it is not a network namespace
-    return resolved
+    fd = open_netns(resolved)  # raises when it is not a network namespace
+    try:
+        ident = netns_id(fd)
+        what = ctx.host_netns_ids().get(ident)
+        if what:
+            raise RefusedError(
+                f"netns path {path!r} is {what}, not a pod's; refusing to move devices there",
+                hint="pass the pod sandbox's own network namespace",
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Target(resolved, fd, ident)
+
+
+def _is_current(row: AttachmentRecord, target: _Target) -> bool:
+    recorded = recorded_netns(row)
+    if recorded is not None:
+        return recorded == target.ident
+    return row.netns_path == target.path or same_netns(row.netns_path, target.path)
 
 
 async def _refuse_foreign(
@@ -110,11 +141,11 @@ async def _refuse_foreign(
                 )
 
 
-async def _check_pod_names(path: str, plans: Sequence[_Plan]) -> None:
+async def _check_pod_names(target: _Target, plans: Sequence[_Plan]) -> None:
     names = [p.pod_ifname for p in plans]
     if len(set(names)) != len(names):
         raise RefusedError(f"two devices would get the same name in the pod: {sorted(names)}")
-    async with rtnl(path) as pod:
+    async with rtnl(target.fd) as pod:
         for name in names:
             if await get_link(pod, ifname=name) is not None:
                 raise RefusedError(
@@ -155,10 +186,14 @@ def failed_step(exc: BaseException) -> str:
     return "cancelled" if isinstance(exc, asyncio.CancelledError) else "internal"
 
 
-async def attach_device(ctx: AgentContext, pod: PodRef, path: str, plan: _Plan) -> AttachmentRecord:
+async def attach_device(
+    ctx: AgentContext, pod: PodRef, target: _Target, plan: _Plan
+) -> AttachmentRecord:
     """One traced device transaction, linked to the claim's prepare span."""
     link = link_from_carrier(plan.claim.trace_context)
-    attributes = span_attributes(pod, plan.claim, plan.prepared.device, plan.pod_ifname, path)
+    attributes = span_attributes(
+        pod, plan.claim, plan.prepared.device, plan.pod_ifname, target.path
+    )
     with (
         log_context(
             pod=f"{pod.namespace}/{pod.name}", claim=plan.claim.uid, device=plan.prepared.device
@@ -168,7 +203,7 @@ async def attach_device(ctx: AgentContext, pod: PodRef, path: str, plan: _Plan) 
         ) as span,
     ):
         try:
-            rec = await _attach_device(ctx, pod, path, plan)
+            rec = await _attach_device(ctx, pod, target, plan)
         except NetworkStepError as exc:
             span.set_attribute("dranet.failed_step", exc.step)
             raise
@@ -177,7 +212,7 @@ async def attach_device(ctx: AgentContext, pod: PodRef, path: str, plan: _Plan) 
 
 
 async def _attach_device(
-    ctx: AgentContext, pod: PodRef, path: str, plan: _Plan
+    ctx: AgentContext, pod: PodRef, target: _Target, plan: _Plan
 ) -> AttachmentRecord:
     """The per-device transaction; on failure the device is back on the node."""
     cfg, name = plan.config, plan.prepared.device
@@ -196,12 +231,16 @@ async def _attach_device(
             pod_uid=pod.uid,
             pod_namespace=pod.namespace,
             pod_name=pod.name,
-            netns_path=path,
+            netns_path=target.path,
             phase=AttachmentPhase.PENDING,
             host_ifname=dev.ifname,
             pod_ifname=plan.pod_ifname,
             original=original,
-            result={"request": plan.prepared.request, "pool": plan.prepared.pool},
+            result={
+                "request": plan.prepared.request,
+                "pool": plan.prepared.pool,
+                "netns_id": list(target.ident),  # detach/reap re-open only this namespace
+            },
         )
         await ctx.insert(rec)  # write-ahead: nothing has changed yet; never replaces a row
         ctx.checkpoint("pending")
@@ -210,26 +249,22 @@ async def _attach_device(
             async with step("move into pod", name):
                 if link["up"]:
                     await set_state(node, link["ifindex"], False)  # a rename needs it down
-                fd = open_netns(path)
-                try:
-                    await set_link(
-                        node,
-                        link["ifindex"],
-                        ifname=plan.pod_ifname,
-                        mtu=iface.mtu,
-                        mac=iface.hardware_addr,
-                        gso_max_size=iface.gso_max_size,
-                        gro_max_size=iface.gro_max_size,
-                        gso_ipv4_max_size=iface.gso_ipv4_max_size,
-                        gro_ipv4_max_size=iface.gro_ipv4_max_size,
-                        netns_fd=fd,
-                    )
-                finally:
-                    os.close(fd)
+                await set_link(
+                    node,
+                    link["ifindex"],
+                    ifname=plan.pod_ifname,
+                    mtu=iface.mtu,
+                    mac=iface.hardware_addr,
+                    gso_max_size=iface.gso_max_size,
+                    gro_max_size=iface.gro_max_size,
+                    gso_ipv4_max_size=iface.gso_ipv4_max_size,
+                    gro_ipv4_max_size=iface.gro_ipv4_max_size,
+                    netns_fd=target.fd,
+                )
             rec = dataclasses.replace(rec, phase=AttachmentPhase.MOVED)
             await ctx.put(rec)
             ctx.checkpoint("moved")
-            rec = await _configure(ctx, path, rec, cfg)
+            rec = await _configure(ctx, target.fd, rec, cfg)
         except BaseException as exc:
             await _rollback(ctx, rec, exc)
             raise
@@ -274,9 +309,9 @@ async def _find_on_node(
 
 
 async def _configure(
-    ctx: AgentContext, path: str, rec: AttachmentRecord, cfg: NetworkConfig
+    ctx: AgentContext, fd: int, rec: AttachmentRecord, cfg: NetworkConfig
 ) -> AttachmentRecord:
-    async with rtnl(path) as pod:
+    async with rtnl(fd) as pod:
         link = await get_link(pod, ifname=rec.pod_ifname)
         if link is None:
             raise NetworkStepError("find link in pod", rec.device, f"no {rec.pod_ifname} in pod")
@@ -284,7 +319,7 @@ async def _configure(
         try:
             result = await configure_pod(
                 pod,
-                path,
+                fd,
                 link["ifindex"],
                 cfg=cfg,
                 original=rec.original,
@@ -356,30 +391,38 @@ async def _attach_pod(ctx: AgentContext, pod: PodRef, netns_path: str) -> list[A
         claims = await asyncio.to_thread(ctx.store.claims_for_pod, pod.uid)
         if not claims:
             return []  # released meanwhile
-        path = _check_netns(ctx, netns_path)
-        wanted = [(c, d) for c in claims for d in c.devices]
-        await _refuse_foreign(ctx, pod, wanted)
-        ready: dict[tuple[str, str], AttachmentRecord] = {}
-        for row in await ctx.rows(pod_uid=pod.uid):
-            current = row.netns_path == path or same_netns(row.netns_path, path)
-            if row.phase == AttachmentPhase.ATTACHED and current:
-                ready[(row.claim_uid, row.device)] = row
-            else:  # half-done or an older sandbox: give it back first
-                await _rollback(ctx, row, RuntimeError("stale attachment"), strict=True)
-        plans = [await _resolve(ctx, c, d) for c, d in wanted if (c.uid, d.device) not in ready]
-        await _check_pod_names(path, plans)
-        done_now: list[AttachmentRecord] = []
+        target = _open_target(ctx, netns_path)
         try:
-            for plan in plans:
-                done_now.append(await attach_device(ctx, pod, path, plan))
-        except BaseException as exc:
-            for rec in reversed(done_now):
-                await _rollback(ctx, rec, exc)
-            raise
-        for rec in done_now:
-            ctx.listener("attached", rec)
-        by_key = {**ready, **{(r.claim_uid, r.device): r for r in done_now}}
-        return [by_key[(c.uid, d.device)] for c, d in wanted]
+            return await _attach_claims(ctx, pod, target, claims)
+        finally:
+            os.close(target.fd)
+
+
+async def _attach_claims(
+    ctx: AgentContext, pod: PodRef, target: _Target, claims: Sequence[ClaimRecord]
+) -> list[AttachmentRecord]:
+    wanted = [(c, d) for c in claims for d in c.devices]
+    await _refuse_foreign(ctx, pod, wanted)
+    ready: dict[tuple[str, str], AttachmentRecord] = {}
+    for row in await ctx.rows(pod_uid=pod.uid):
+        if row.phase == AttachmentPhase.ATTACHED and _is_current(row, target):
+            ready[(row.claim_uid, row.device)] = row
+        else:  # half-done or an older sandbox: give it back first
+            await _rollback(ctx, row, RuntimeError("stale attachment"), strict=True)
+    plans = [await _resolve(ctx, c, d) for c, d in wanted if (c.uid, d.device) not in ready]
+    await _check_pod_names(target, plans)
+    done_now: list[AttachmentRecord] = []
+    try:
+        for plan in plans:
+            done_now.append(await attach_device(ctx, pod, target, plan))
+    except BaseException as exc:
+        for rec in reversed(done_now):
+            await _rollback(ctx, rec, exc)
+        raise
+    for rec in done_now:
+        ctx.listener("attached", rec)
+    by_key = {**ready, **{(r.claim_uid, r.device): r for r in done_now}}
+    return [by_key[(c.uid, d.device)] for c, d in wanted]
 
 
 def result_fields(rec: AttachmentRecord) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,7 +22,7 @@ from dranet.metrics import Metrics
 from dranet.store import AttachmentRecord, Store
 from dranet.telemetry import tracer
 from dranet_netlink_agent.linkops import own_netns_fd
-from dranet_netlink_agent.netns import open_netns
+from dranet_netlink_agent.netns import NetnsId, netns_id, open_netns
 from dranet_netlink_agent.netnspaths import DEFAULT_ROOTS
 
 log = logging.getLogger("dranet.agent")
@@ -97,6 +98,17 @@ class AgentContext:
     def node_fd(self) -> int:
         """A fresh fd of the node namespace (the caller closes it)."""
         return own_netns_fd() if self.node_netns is None else open_netns(self.node_netns)
+
+    def host_netns_ids(self) -> dict[NetnsId, str]:
+        """Namespaces that are never a pod's: the node's and the agent's own."""
+        fd = self.node_fd()
+        try:
+            ids = {netns_id(fd): "the node's network namespace"}
+        finally:
+            os.close(fd)
+        own = os.stat("/proc/self/ns/net")
+        ids.setdefault((own.st_dev, own.st_ino), "the agent's own network namespace")
+        return ids
 
     async def put(self, rec: AttachmentRecord) -> None:
         await asyncio.to_thread(self.store.put_attachment, rec)

@@ -66,7 +66,7 @@ def open_pod_netns(rec: AttachmentRecord) -> int | None:
         return open_if_present(rec.netns_path, recorded_netns(rec))
     except OSError as exc:
         raise NetworkStepError(
-            "open pod netns",
+            "move back to node",
             rec.device,
             f"cannot open {rec.netns_path}: {exc.strerror}",
             hint="the attachment is kept; the next detach or reap retries",

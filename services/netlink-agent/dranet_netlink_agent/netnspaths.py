@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from dranet.errors import InvalidArgumentError, RefusedError
 
 PID_TEMPLATE = "/proc/<pid>/ns/net"
-DEFAULT_ROOTS: tuple[str, ...] = ("/var/run/netns/", "/run/netns/", PID_TEMPLATE)
+# containerd and CRI-O pass /var/run/netns/...; a pid path is opt-in (--netns-roots):
+# any process's namespace matches it, the node's own included.
+DEFAULT_ROOTS: tuple[str, ...] = ("/var/run/netns/", "/run/netns/")
 _PROC_NET = re.compile(r"^/proc/[1-9][0-9]*/ns/net$")
 
 
