@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dranet.agent.v1 import agent_pb2
+from dranet_netlink_agent import inventory
+from dranet_netlink_agent.device import device_from_original
 from dranet_netlink_agent.discovery import Discovery, LinkRecord
 from dranet_netlink_agent.inventory import Inventory, build_device
 from dranet_netlink_agent.sysfs import Sysfs, load_pci_ids, pci_address_in, pcie_root_in
@@ -234,3 +237,67 @@ async def test_inventory_publishes_sysfs_attributes(fake: FakeSys) -> None:
         assert isinstance(plain, agent_pb2.Device)
         assert inv.find_by(pci_address="0000:81:00.2") is not None
         assert inv.find_by(pci_address="0000:81:00.2").ifname == "vf0"  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    device: str
+    original: dict[str, Any]
+    claim_uid: str = "claim-1"
+    pod_uid: str = "pod-1"
+    pod_namespace: str = "ns"
+    pod_name: str = "p"
+    pod_ifname: str = "net1"
+
+
+async def test_a_restarted_agent_republishes_an_attached_device_unchanged(
+    fake: FakeSys, pci_ids: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only operstate and link type are unknown after a restart; PCI/NUMA facts come from sysfs."""
+    pf = fake.pci("0000:81:00.0", total_vfs=4, num_vfs=1, rdma="mlx5_0")
+    netdev = fake.netdev("pf0", pf, ifindex=5, mac="0c:42:a1:00:00:05")
+    links: tuple[LinkRecord, ...] = (_link("pf0", 5, "0c:42:a1:00:00:05"),)
+    attached: list[_Attachment] = []
+
+    async def fake_discover(target: object) -> Discovery:
+        return Discovery(links=links, addresses={}, routes=())
+
+    monkeypatch.setattr(inventory, "discover", fake_discover)
+    monkeypatch.setattr(inventory, "Sysfs", lambda root: Sysfs(root, pci_ids=[pci_ids]))
+    before = Inventory(netns="/nonexistent", sysfs_root=fake.root)
+    await before.rescan()
+    (seen,) = before.devices()
+    assert seen.numa_node == 1 and seen.pcie_root == "pci0000:80" and seen.rdma
+    # What hoststate.capture records (hardware: no IFLA_INFO_KIND, kind ""); then
+    # the netdev moves into a pod and leaves the node's netlink and class/net views.
+    original = {
+        "ifname": "pf0", "ifindex": 5, "kind": "", "mtu": 1500, "mac": "0c:42:a1:00:00:05",
+        "permanent_mac": "", "alias": "", "up": True, "pci_address": "0000:81:00.0",
+        "addresses": [], "routes": [], "neighbors": [], "rules": [],
+    }  # fmt: skip
+    attached.append(_Attachment(device=seen.name, original=original))
+    links = ()
+    (fake.root / "class/net/pf0").unlink()
+    assert netdev.exists()
+    after = Inventory(netns="/nonexistent", sysfs_root=fake.root, attachments=lambda: attached)
+    await after.rescan()
+    (back,) = after.devices()
+    assert back.HasField("allocation") and back.allocation.claim_uid == "claim-1"
+    for dev in (seen, back):
+        dev.ClearField("allocation")
+        dev.ClearField("state")
+        dev.ClearField("encapsulation")
+    assert back == seen
+
+
+def test_stand_in_without_sysfs_facts_reads_only_recorded_fields(fake: FakeSys) -> None:
+    original = {"ifname": "eth9", "ifindex": 9, "kind": "veth", "mtu": 9000,
+                "pci_address": "../../..", "numa_node": 3, "state": "up"}  # fmt: skip
+    dev = device_from_original("eth9", original, Sysfs(fake.root, pci_ids=[]))
+    assert (dev.kind, dev.mtu, dev.state, dev.encapsulation) == ("veth", 9000, "", "")
+    assert dev.numa_node is None and dev.pcie_root == "" and dev.pci_vendor == ""
+    vf = fake.pci("0000:81:00.2", numa=-1, physfn="0000:81:00.0")
+    assert vf.exists()
+    dev = device_from_original("x", {"pci_address": "0000:81:00.2"}, Sysfs(fake.root))
+    assert dev.is_sriov_vf and dev.numa_node is None and dev.pcie_root == "pci0000:80"
+    assert dev.kind == "device"

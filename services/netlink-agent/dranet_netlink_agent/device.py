@@ -2,7 +2,8 @@
 
 `build_device` joins a netlink link with its addresses and its sysfs facts
 (PCI, NUMA, SR-IOV, RDMA); `device_from_original` stands in for a device
-attached to a pod before this process started, from its host-state record.
+attached to a pod before this process started, from its host-state record
+and the sysfs entry of its PCI function.
 `NetDevice.to_proto` (with `allocation_of` an attachment) is what the
 inventory (`dranet_netlink_agent.inventory`) publishes.
 """
@@ -127,20 +128,38 @@ def recorded_addresses(original: dict[str, Any]) -> tuple[tuple[str, ...], tuple
     return tuple(sorted(v4)), tuple(sorted(v6))
 
 
-def device_from_original(name: str, original: dict[str, Any]) -> NetDevice:
-    """A stand-in for an attached device never seen by this process (agent restart)."""
+def device_from_original(
+    name: str, original: dict[str, Any], sysfs: Sysfs | None = None
+) -> NetDevice:
+    """A stand-in for an attached device never seen by this process (agent restart).
+
+    Reads only what `hoststate.capture` records. The PCI/NUMA/topology facts
+    come from sysfs by the recorded PCI address (blocking reads, with `sysfs`):
+    a PCI function's entry stays put while its netdev sits in a pod, so the
+    device is republished with the attributes it had before the restart.
+    Operstate and link type are not recorded and stay empty.
+    """
 
     def text(key: str) -> str:
         return str(original.get(key) or "")
 
     v4, v6 = recorded_addresses(original)
-    numa = original.get("numa_node")
-    return NetDevice(
+    dev = NetDevice(
         name=name, ifname=text("ifname"), ifindex=int(original.get("ifindex") or 0),
         mac=text("mac"), permanent_mac=text("permanent_mac"),
-        mtu=int(original.get("mtu") or 0), kind=text("kind"), state=text("state"),
-        alias=text("alias"), encapsulation=text("encapsulation"), ipv4=v4, ipv6=v6,
-        pci_address=text("pci_address"), numa_node=int(numa) if isinstance(numa, int) else None,
+        mtu=int(original.get("mtu") or 0),
+        kind=text("kind") or "device",  # as `link_record`: no IFLA_INFO_KIND is hardware
+        state="", alias=text("alias"), encapsulation="", ipv4=v4, ipv6=v6,
+        pci_address=text("pci_address").lower(),
+    )  # fmt: skip
+    pci = sysfs.pci(dev.pci_address) if sysfs is not None and dev.pci_address else None
+    if pci is None:
+        return dev
+    return replace(
+        dev, pci_vendor=pci.vendor, pci_device=pci.device, pci_subsystem=pci.subsystem,
+        numa_node=pci.numa_node, pcie_root=pci.pcie_root, sriov=pci.sriov,
+        sriov_vfs=pci.sriov_vfs, is_sriov_vf=pci.is_sriov_vf, rdma=bool(pci.rdma_device),
+        rdma_device=pci.rdma_device,
     )  # fmt: skip
 
 

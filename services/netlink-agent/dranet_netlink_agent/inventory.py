@@ -177,6 +177,8 @@ class Inventory:
             rows = await asyncio.to_thread(self._attachments)
             self._attached = {rec.device: rec for rec in rows}
             devices = await asyncio.to_thread(self._build, found)
+            stand_ins = await asyncio.to_thread(self._stand_ins)
+            self._last_known = stand_ins | self._last_known
             self._apply(found, devices)
         self._publish()
 
@@ -186,6 +188,14 @@ class Inventory:
             for link in sorted(found.links, key=lambda lk: lk.ifindex)
             if not link.loopback
         ]
+
+    def _stand_ins(self) -> dict[str, NetDevice]:
+        """Attached devices this process never saw (a restart), from their records and sysfs."""
+        return {
+            name: device_from_original(name, rec.original, self._sysfs)
+            for name, rec in self._attached.items()
+            if name not in self._last_known
+        }
 
     def _apply(self, found: Discovery, devices: list[tuple[LinkRecord, NetDevice]]) -> None:
         masters = {lk.ifindex: lk.master for lk in found.links if lk.master}

@@ -183,6 +183,8 @@ class Sysfs:
 
     def pci(self, address: str) -> PciInfo | None:
         """sysfs facts of one PCI function (bus/pci/devices/<address>), None if absent."""
+        if not BDF.fullmatch(address):
+            return None  # not a PCI address (e.g. a stored record): no path to build
         dev = self.root / "bus" / "pci" / "devices" / address
         if not dev.exists():
             return None
