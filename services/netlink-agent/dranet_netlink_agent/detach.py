@@ -93,15 +93,19 @@ def _same_device(link: dict[str, Any] | None, orig: dict[str, Any]) -> bool:
 
 
 async def _find_in_pod(pod: AsyncIPRoute, rec: AttachmentRecord) -> dict[str, Any] | None:
-    """The device in the pod: by its pod-side name, else by the ifindex it had there."""
-    link = await get_link(pod, ifname=rec.pod_ifname)
-    if _same_device(link, rec.original):
-        return link
+    """The device in the pod: by the ifindex it got there, else by its pod-side name.
+
+    The index first: the pod may rename the device and give its name to
+    another interface of the same kind.
+    """
     index = rec.result.get("ifindex")
     if index:
         link = await get_link(pod, index=int(index))
         if _same_device(link, rec.original):
             return link
+    link = await get_link(pod, ifname=rec.pod_ifname)
+    if _same_device(link, rec.original):
+        return link
     return None
 
 
