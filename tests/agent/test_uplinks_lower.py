@@ -62,7 +62,7 @@ async def test_discovery_records_same_namespace_lower_only() -> None:
         found = {lk.ifname: lk for lk in (await discover(lab.path(lab.node))).links}
         assert found["mv0"].lower == _index(lab.node, "low0")
         # low0's IFLA_LINK is its peer in the fabric namespace: not recorded.
-        assert ip_json("link", "show", "dev", "low0", netns=lab.node)[0].get("link_netnsid") == 0
+        assert "link_netnsid" in ip_json("link", "show", "dev", "low0", netns=lab.node)[0]
         assert found["low0"].lower == 0
         inv = Inventory(netns=lab.path(lab.node))
         await inv.rescan()
@@ -109,4 +109,19 @@ async def test_macvlan_uplink_on_a_bridge_protects_the_bridge_and_its_ports() ->
         for name in ("mv0", "br0", "m1", "m2"):
             assert inv.is_uplink(name), name
             assert inv.find(name) is None, name
+        assert [d.ifname for d in inv.devices()] == ["free1"]
+
+
+@pytest.mark.root
+async def test_the_same_namespace_peer_of_a_veth_uplink_is_protected() -> None:
+    """Moving that peer away would cut the uplink's only path: it is a lower device."""
+    with NetLab() as lab:
+        ip("link", "add", "up0", "type", "veth", "peer", "name", "up0p", netns=lab.node)
+        lab.add_nic("free1")
+        for name in ("up0", "up0p"):
+            ip("link", "set", name, "up", netns=lab.node)
+        ip("route", "add", "default", "dev", "up0", netns=lab.node)
+        inv = Inventory(netns=lab.path(lab.node))
+        await inv.rescan()
+        assert inv.is_uplink("up0p") and inv.find("up0p") is None
         assert [d.ifname for d in inv.devices()] == ["free1"]
