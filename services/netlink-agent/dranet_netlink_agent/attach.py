@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,7 +315,10 @@ async def _configure(
         link = await get_link(pod, ifname=rec.pod_ifname)
         if link is None:
             raise NetworkStepError("find link in pod", rec.device, f"no {rec.pod_ifname} in pod")
-        changes = PodChanges()
+        # Saved before configuring: recovery finds the device by this index.
+        rec = dataclasses.replace(rec, result={**rec.result, "ifindex": link["ifindex"]})
+        await ctx.put(rec)
+        changes = SavedPodChanges(on_change=_saver(ctx, rec))
         try:
             result = await configure_pod(
                 pod,
@@ -336,6 +339,49 @@ async def _configure(
     done = dataclasses.replace(rec, phase=AttachmentPhase.ATTACHED, result=result)
     await ctx.put(done)
     return done
+
+
+class _SavingRules(list[dict[str, Any]]):
+    """A rules list that reports each addition (configure_pod extends it per step)."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+
+    def append(self, item: dict[str, Any]) -> None:
+        super().append(item)
+        self._changed()
+
+    def extend(self, items: Any) -> None:
+        super().extend(items)
+        self._changed()
+
+
+@dataclass
+class SavedPodChanges(PodChanges):
+    """PodChanges that calls `on_change` as soon as configure_pod records something
+    it created (a rule, a VRF), so a crash before the attach completes still
+    leaves the row saying what to remove from the pod."""
+
+    on_change: Callable[[PodChanges], None] = lambda changes: None
+
+    def __post_init__(self) -> None:
+        self.rules = _SavingRules(lambda: self.on_change(self))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "vrf_created" and value and "on_change" in self.__dict__:
+            self.on_change(self)
+
+
+def _saver(ctx: AgentContext, rec: AttachmentRecord) -> Callable[[PodChanges], None]:
+    def save(changes: PodChanges) -> None:
+        # Synchronous on purpose: it must land before configure_pod's next
+        # step; one small SQLite write.
+        result = {**rec.result, "pod_changes": changes.to_json()}
+        ctx.store.put_attachment(dataclasses.replace(rec, result=result))
+
+    return save
 
 
 async def _rollback(
