@@ -8,6 +8,7 @@ then serve — so no RPC sees a half-done attach left by a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from dranet_netlink_agent.settings import AgentSettings, load_settings
 
 SERVICE = "netlink-agent"
 SERVICE_NAME = "dranet.agent.v1.NetlinkAgent"
+DRAIN_SECONDS = 20.0  # in-flight attaches at shutdown; within the pod's termination grace
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +75,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     exposition = None
     server: UnixServer | None = None
     reaper: asyncio.Task[None] | None = None
+    service: NetlinkAgentService | None = None
     try:
         report = await reconcile(ctx)
         log.info("start-up reconcile: kept %d, rolled back %d, lost %d, failed %d",
@@ -97,12 +100,18 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     finally:
         if reaper is not None:
             reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
         # End the watch streams first: a graceful stop would otherwise wait
         # out its whole grace period for the plugin's never-ending watches.
         hub.close()
         await inventory.stop()
         if server is not None:
             await server.stop(5)
+        if service is not None:
+            # Shielded attaches/detaches outlive their RPCs: let them finish
+            # before the store closes under them.
+            await service.drain(DRAIN_SECONDS)
         if exposition is not None:
             exposition.close()
         store.close()

@@ -129,6 +129,21 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
         task.add_done_callback(self._running.discard)
         return await asyncio.shield(task)
 
+    async def drain(self, timeout: float) -> int:
+        """Waits up to `timeout` seconds for shielded transactions still running.
+
+        The server stop cancels the RPCs, not the transactions they started;
+        the store must not close under them. Returns how many are still running.
+        """
+        running = set(self._running)
+        if not running:
+            return 0
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        if pending:
+            log.error("%d attach/detach transactions still running after %.0fs; "
+                      "start-up recovery will finish them", len(pending), timeout)  # fmt: skip
+        return len(pending)
+
     async def ListDevices(
         self, request: agent_pb2.ListDevicesRequest, context: Any
     ) -> agent_pb2.ListDevicesResponse:
