@@ -5,6 +5,11 @@ socket it is issued on, so `apply_ethtool` must run in a thread that has
 entered the pod namespace (`netns.arun_in_netns`). Features go through
 pyroute2's ioctl helper; private flags (ETHTOOL_GPFLAGS/SPFLAGS, string set
 ETH_SS_PRIV_FLAGS) have no pyroute2 API, so they are issued here.
+
+`read_ethtool` records, on the node before a move, the requested state of
+every feature the driver lets change and the private flags; `restore_ethtool`
+gives those back after the device returns (features and flags live on the
+device, so whatever the pod or the claim changed comes back with it).
 """
 
 from __future__ import annotations
@@ -12,9 +17,16 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from pyroute2.ethtool.ioctl import SIOCETHTOOL, EthtoolValue, IfReq, IoctlEthtool
+from pyroute2.ethtool.ioctl import (
+    SIOCETHTOOL,
+    EthtoolError,
+    EthtoolValue,
+    IfReq,
+    IoctlEthtool,
+)
 
 ETH_SS_PRIV_FLAGS = 2
 ETHTOOL_GPFLAGS = 0x27
@@ -99,20 +111,36 @@ def _pflags_ioctl(eth: IoctlEthtool, ifname: str, cmd: int, data: int = 0) -> in
     return int(value.data)
 
 
-def _private_flags(eth: IoctlEthtool, ifname: str, requested: Mapping[str, bool]) -> None:
+def flags_to_bits(names: Sequence[str], bits: int, wanted: Mapping[str, bool]) -> int:
+    """`bits` with each named private flag set or cleared (pure; flag i is bit i)."""
+    for name, value in wanted.items():
+        bit = 1 << names.index(name)
+        bits = (bits | bit) if value else (bits & ~bit)
+    return bits
+
+
+def bits_to_flags(names: Sequence[str], bits: int) -> dict[str, bool]:
+    """Private flag name -> on/off (pure)."""
+    return {name: bool(bits >> i & 1) for i, name in enumerate(names)}
+
+
+def _private_flag_names(eth: IoctlEthtool) -> list[str]:
     try:
-        names = eth.get_stringset(set_id=ETH_SS_PRIV_FLAGS)
-    except OSError:
-        names = []
+        if not eth.get_stringset_length(ETH_SS_PRIV_FLAGS):
+            return []  # most virtual devices have none
+        return list(eth.get_stringset(set_id=ETH_SS_PRIV_FLAGS))
+    except (OSError, EthtoolError):
+        return []
+
+
+def _private_flags(eth: IoctlEthtool, ifname: str, requested: Mapping[str, bool]) -> None:
+    names = _private_flag_names(eth)
     unknown = sorted(set(requested) - set(names))
     if unknown:
         have = ", ".join(names) or "none"
         raise ValueError(f"unknown private flag(s) {', '.join(unknown)} (device has: {have})")
     flags = _pflags_ioctl(eth, ifname, ETHTOOL_GPFLAGS)
-    new = flags
-    for name, value in requested.items():
-        bit = 1 << names.index(name)
-        new = (new | bit) if value else (new & ~bit)
+    new = flags_to_bits(names, flags, requested)
     if new != flags:
         _pflags_ioctl(eth, ifname, ETHTOOL_SPFLAGS, new)
 
@@ -129,3 +157,57 @@ def apply_ethtool(
             _private_flags(eth, ifname, private_flags)
     finally:
         eth.close()
+
+
+def read_ethtool(ifname: str) -> dict[str, Any]:
+    """The requested state of each changeable feature and the private flags of `ifname`.
+
+    Requested, not active: that is what a set changes, and restoring it lets
+    the kernel derive the same active set (a feature may be wanted but off
+    while one it depends on is off).
+    """
+    eth = IoctlEthtool(ifname)
+    try:
+        current = eth.get_features()
+        every = list(current.keys())  # iterating the list itself yields tuples
+        features = {n: current.is_requested(n) for n in every if current.is_available(n)}
+        names = _private_flag_names(eth)
+        flags = bits_to_flags(names, _pflags_ioctl(eth, ifname, ETHTOOL_GPFLAGS)) if names else {}
+    finally:
+        eth.close()
+    return {"features": features, "private_flags": flags}
+
+
+def restore_ethtool(ifname: str, recorded: Mapping[str, Any]) -> list[str]:
+    """Gives `ifname` the features and private flags `read_ethtool` recorded.
+
+    Idempotent (only differences are set). Returns the names the device did
+    not take back (a feature no longer changeable, a flag it no longer has).
+    """
+    eth = IoctlEthtool(ifname)
+    missed: list[str] = []
+    try:
+        current = eth.get_features()
+        changes = {}
+        for name, value in dict(recorded.get("features") or {}).items():
+            if name not in current or not current.is_available(name):
+                missed.append(name)
+            elif current.is_requested(name) != value:
+                changes[name] = value
+        if changes:
+            for name, value in changes.items():
+                current[name] = value
+            eth.set_features(current)
+            after = eth.get_features()
+            missed += [n for n, v in changes.items() if after.is_requested(n) != v]
+        flags = dict(recorded.get("private_flags") or {})
+        if flags:
+            names = _private_flag_names(eth)
+            missed += [n for n in flags if n not in names]
+            keep = {n: v for n, v in flags.items() if n in names}
+            bits = _pflags_ioctl(eth, ifname, ETHTOOL_GPFLAGS) if keep else 0
+            if keep and flags_to_bits(names, bits, keep) != bits:
+                _pflags_ioctl(eth, ifname, ETHTOOL_SPFLAGS, flags_to_bits(names, bits, keep))
+    finally:
+        eth.close()
+    return sorted(missed)

@@ -2,7 +2,9 @@
 
 `capture` reads, from the node namespace, everything a detach must give back:
 name, ifindex, MTU, MAC, permanent MAC, PCI address, alias, up/down, GSO/GRO
-sizes, the interface's addresses, its routes (every table but `local`,
+sizes, its master (bridge, bond, VRF) by name and ifindex, the requested
+state of its changeable ethtool features and its private flags (read in the
+namespace of `ipr`'s socket), the interface's addresses, its routes (every table but `local`,
 kernel-made routes left out: they come back with the addresses) and its
 permanent neighbours, plus the policy rules that point at the tables those
 routes use (carried into the pod as dranet does; never removed from the
@@ -17,8 +19,11 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
+import os
+from collections.abc import Callable
 from socket import AF_INET, AF_INET6, AF_UNSPEC
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETNEIGH, RTM_GETROUTE
@@ -26,7 +31,18 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from dranet_netlink_agent.linkops import get_link, kernel_dump, set_link, set_state, tolerate
+from dranet_netlink_agent.ethtool import read_ethtool, restore_ethtool
+from dranet_netlink_agent.linkops import (
+    get_link,
+    kernel_dump,
+    netns_fd_of,
+    set_link,
+    set_state,
+    tolerate,
+)
+from dranet_netlink_agent.netns import arun_in_netns
+
+log = logging.getLogger("dranet.agent")
 
 RT_TABLE_DEFAULT = 253
 RT_TABLE_MAIN = 254
@@ -47,6 +63,7 @@ LINK_FIELDS = (
     "gso_ipv4_max_size",
     "gro_ipv4_max_size",
 )
+T = TypeVar("T")
 
 
 def _family(num: int) -> int:
@@ -175,6 +192,23 @@ async def rules_for_tables(ipr: AsyncIPRoute, tables: set[int]) -> list[dict[str
     return found
 
 
+async def in_netns_of(ipr: AsyncIPRoute, fn: Callable[[], T]) -> T:
+    """Runs blocking `fn` (an ethtool ioctl) in the namespace `ipr` talks to."""
+    fd = netns_fd_of(ipr)
+    try:
+        return await arun_in_netns(fd, fn)
+    finally:
+        os.close(fd)
+
+
+async def master_of(ipr: AsyncIPRoute, link: dict[str, Any]) -> dict[str, Any]:
+    """The bridge/bond/VRF `link` is enslaved to, as {ifindex, ifname, kind}; {} if none."""
+    master = await get_link(ipr, index=link["master"]) if link.get("master") else None
+    if master is None:
+        return {}
+    return {key: master[key] for key in ("ifindex", "ifname", "kind")}
+
+
 async def capture(
     ipr: AsyncIPRoute, index: int, *, permanent_mac: str = "", pci_address: str = ""
 ) -> dict[str, Any]:
@@ -185,6 +219,9 @@ async def capture(
     state = {key: link[key] for key in ("ifindex", "kind", *LINK_FIELDS)}
     state["permanent_mac"] = permanent_mac or link["permanent_mac"]
     state["pci_address"] = pci_address
+    state["master"] = await master_of(ipr, link)
+    name = str(link["ifname"])
+    state["ethtool"] = await in_netns_of(ipr, lambda: read_ethtool(name))
     state["addresses"] = await addresses_of(ipr, index)
     state["routes"] = await routes_of(ipr, index)
     state["neighbors"] = await neighbors_of(ipr, index)
@@ -242,6 +279,39 @@ def restore_order(addresses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return v4 + v6[::-1]
 
 
+async def restore_master(ipr: AsyncIPRoute, index: int, master: dict[str, Any]) -> None:
+    """Enslaves the link again to its recorded master, if that master still exists."""
+    if not master:
+        return
+    found = await get_link(ipr, index=master["ifindex"])
+    if found is None or found["ifname"] != master["ifname"]:
+        found = await get_link(ipr, ifname=master["ifname"])
+    if found is None or found["kind"] != master["kind"]:
+        log.warning(
+            "%s %s, the master of ifindex %d, is gone from the node: left without one",
+            master["kind"] or "master",
+            master["ifname"],
+            index,
+        )
+        return
+    current = await get_link(ipr, index=index)
+    if current is None or current["master"] == found["ifindex"]:
+        return
+    if current["up"]:
+        await set_state(ipr, index, False)  # a bond takes only slaves that are down
+    await ipr.link("set", index=index, master=found["ifindex"])
+
+
+async def restore_ethtool_on_node(ipr: AsyncIPRoute, index: int, recorded: dict[str, Any]) -> None:
+    link = await get_link(ipr, index=index)
+    if link is None:
+        raise LookupError(f"no link with index {index}")
+    name = str(link["ifname"])
+    missed = await in_netns_of(ipr, lambda: restore_ethtool(name, recorded))
+    if missed:
+        log.warning("%s did not take back ethtool setting(s) %s", name, ", ".join(missed))
+
+
 async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) -> None:
     """Gives a link that is back in the node namespace its recorded state.
 
@@ -255,6 +325,10 @@ async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) 
         if current["up"]:
             await set_state(ipr, index, False)  # a rename needs the link down
         await set_link(ipr, index, **values)
+    # Before addresses: enslaving may need the link down, and a VRF takes its routes.
+    await restore_master(ipr, index, state.get("master") or {})
+    if state.get("ethtool"):
+        await restore_ethtool_on_node(ipr, index, state["ethtool"])
     for addr in restore_order(state.get("addresses", [])):
         kwargs: dict[str, Any] = {
             "index": index,
@@ -293,7 +367,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Human-readable differences between two captured states ([] when equal)."""
     out = [
         f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
-        for key in (*LINK_FIELDS, "permanent_mac")
+        for key in (*LINK_FIELDS, "permanent_mac", "master", "ethtool")
         if before.get(key) != after.get(key)
     ]
     for key in ("addresses", "routes", "neighbors"):
