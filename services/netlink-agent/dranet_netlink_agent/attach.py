@@ -20,6 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from dranet.errors import DranetError, InvalidArgumentError, NetworkStepError, RefusedError
 from dranet.logs import log_context
@@ -271,14 +272,29 @@ async def _attach_device(
     return rec
 
 
-def identity_mismatch(link: dict[str, Any], dev: NetDeviceLike) -> str:
-    """Why the link found under the device's name is not the device ("" when it is)."""
+def identity_mismatch(link: dict[str, Any], dev: NetDeviceLike, parent: str = "") -> str:
+    """Why the link found under the device's name is not the device ("" when it is).
+
+    `parent` is the link's parent device (its PCI address for a PCI NIC),
+    "" when the kernel does not say.
+    """
     if dev.ifindex and link["ifindex"] != dev.ifindex:
         return f"ifindex {link['ifindex']}, the device has {dev.ifindex}"
     perm = dev.permanent_mac.lower()
     if perm and str(link.get("permanent_mac") or "").lower() != perm:
         return f"permanent MAC {link.get('permanent_mac') or 'none'}, the device has {perm}"
+    if dev.pci_address and parent and parent != dev.pci_address:
+        return f"PCI address {parent}, the device has {dev.pci_address}"
     return ""
+
+
+async def _parent_device(node: AsyncIPRoute, index: int) -> str:
+    """IFLA_PARENT_DEV_NAME of a link (a PCI NIC's PCI address); "" if none."""
+    try:
+        found = await node.link("get", index=index)
+    except NetlinkError:  # gone meanwhile: the move step reports it
+        return ""
+    return str(found[0].get("IFLA_PARENT_DEV_NAME") or "") if found else ""
 
 
 async def _find_on_node(
@@ -294,7 +310,8 @@ async def _find_on_node(
         link = await get_link(node, ifname=dev.ifname)
         if link is None:
             raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
-        why = identity_mismatch(link, dev)
+        parent = await _parent_device(node, link["ifindex"]) if dev.pci_address else ""
+        why = identity_mismatch(link, dev, parent)
         if not why:
             return dev, link
         if attempt == 0:
