@@ -3,13 +3,15 @@
 `capture` reads, from the node namespace, everything a detach must give back:
 name, ifindex, MTU, MAC, permanent MAC, PCI address, alias, up/down, GSO/GRO
 sizes, its master (bridge, bond, VRF) by name and ifindex, the requested
-state of its changeable ethtool features and its private flags (read in the
-namespace of `ipr`'s socket), the interface's addresses, its routes (every table but `local`,
-kernel-made routes left out: they come back with the addresses) and its
-permanent neighbours, plus the policy rules that point at the tables those
-routes use (carried into the pod as dranet does; never removed from the
-node, so never restored). The result is a plain JSON-able dict stored in the
-attachment row (`AttachmentRecord.original`).
+state of its changeable ethtool features and its private flags (ioctls run
+in the namespace of `ipr`'s socket), the interface's addresses, its routes
+(every table but `local`, kernel-made routes left out: they come back with
+the addresses) and its permanent neighbours, plus the policy rules that
+point at the tables those routes use (carried into the pod as dranet does;
+never removed from the node, so never restored). The kernel filters the
+dumps to the interface (`linkops.kernel_dump`). The result is a plain
+JSON-able dict stored in the attachment row (`AttachmentRecord.original`);
+rows written before a field existed simply skip its restore.
 
 `restore_on_node` puts that state back on a link that is already in the node
 namespace; `diff` says which recorded fields differ (used by tests and logs).
