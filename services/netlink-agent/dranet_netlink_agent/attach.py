@@ -36,7 +36,7 @@ from dranet_netlink_agent.configure import (
 )
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back, recorded_netns
-from dranet_netlink_agent.hoststate import capture
+from dranet_netlink_agent.hostread import capture
 from dranet_netlink_agent.linkops import get_link, set_link, set_state
 from dranet_netlink_agent.netns import NetnsId, netns_id, open_netns, rtnl, same_netns
 from dranet_netlink_agent.netnspaths import check_netns_path

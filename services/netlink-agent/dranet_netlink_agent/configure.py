@@ -28,7 +28,7 @@ from dranet.errors import DranetError, NetworkStepError
 from dranet.netconfig import NetworkConfig
 from dranet_netlink_agent import routing
 from dranet_netlink_agent.ethtool import apply_ethtool
-from dranet_netlink_agent.hoststate import addresses_of, global_addresses
+from dranet_netlink_agent.hostread import addresses_of, global_addresses
 from dranet_netlink_agent.linkops import get_link, set_state, tolerate
 from dranet_netlink_agent.netns import Target, arun_in_netns
 

@@ -32,7 +32,7 @@ from dranet_netlink_agent.configure import (
     undo_pod_changes,
 )
 from dranet_netlink_agent.context import AgentContext, log
-from dranet_netlink_agent.hoststate import link_values, restore_on_node
+from dranet_netlink_agent.hostrestore import link_values, restore_on_node
 from dranet_netlink_agent.linkops import get_link, is_errno, links, set_link, set_state
 from dranet_netlink_agent.netns import NetnsId, open_if_present, rtnl
 

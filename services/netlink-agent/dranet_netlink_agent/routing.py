@@ -24,12 +24,8 @@ from pyroute2.netlink.rtnl import RTM_GETROUTE
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from dranet.netconfig import NetworkConfig
-from dranet_netlink_agent.hoststate import (
-    NUD_PERMANENT,
-    link_scope_first,
-    route_entry,
-    route_kwargs,
-)
+from dranet_netlink_agent.hostread import NUD_PERMANENT, route_entry
+from dranet_netlink_agent.hostrestore import link_scope_first, route_kwargs
 from dranet_netlink_agent.linkops import get_link, kernel_dump, tolerate
 
 RT_TABLE_MAIN = 254
