@@ -9,8 +9,8 @@ raises the step's error. A second call for an attached pod changes nothing
 and returns the same result.
 
 The parts live next door: plan.py resolves each prepared device (PodRef,
-Plan), podns.py opens and checks the pod namespace once, identity.py checks
-the node link is still the device before the move, savedchanges.py writes
+Plan), podns.py opens and checks the pod namespace once, identity.py compares
+the node link with the device before the move, savedchanges.py writes
 pod-side changes to the row as they are made. This module runs the
 transaction and its rollback.
 """
@@ -24,22 +24,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
+from pyroute2 import AsyncIPRoute
 
-from dranet.errors import DranetError, InvalidArgumentError, NetworkStepError, RefusedError
+from dranet.errors import InvalidArgumentError, NetworkStepError, RefusedError
 from dranet.logs import log_context
 from dranet.netconfig import NetworkConfig
 from dranet.store import AttachmentPhase, AttachmentRecord, ClaimRecord
 from dranet.telemetry import link_from_carrier
 from dranet_netlink_agent.configure import configure_pod, reason, step, undo_pod_changes
-from dranet_netlink_agent.context import AgentContext, Resolver, log
+from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back
 from dranet_netlink_agent.hostread import capture
-from dranet_netlink_agent.identity import find_on_node, identity_mismatch
+from dranet_netlink_agent.identity import identity_mismatch, parent_device
 from dranet_netlink_agent.linkops import get_link, set_link, set_state
 from dranet_netlink_agent.netns import rtnl
 from dranet_netlink_agent.plan import Plan, PodRef, refuse_foreign, resolve
 from dranet_netlink_agent.podns import PodTarget, is_current, open_target
 from dranet_netlink_agent.savedchanges import SavedPodChanges, saver
+from dranet_netlink_agent.spanattrs import failed_step, pod_attributes, span_attributes
 
 __all__ = [
     "AgentContext",
@@ -68,38 +70,6 @@ async def _check_pod_names(target: PodTarget, plans: Sequence[Plan]) -> None:
                     f"the pod already has an interface named {name}",
                     hint="set interface.name in the claim configuration to another name",
                 )
-
-
-def pod_attributes(pod: PodRef, netns_path: str = "") -> dict[str, str]:
-    attributes = {
-        "k8s.pod.uid": pod.uid,
-        "k8s.namespace.name": pod.namespace,
-        "k8s.pod.name": pod.name,
-    }
-    if netns_path:
-        attributes["dranet.netns.path"] = netns_path
-    return attributes
-
-
-def span_attributes(
-    pod: PodRef, claim: ClaimRecord, device: str, ifname: str, netns_path: str = ""
-) -> dict[str, str]:
-    return {
-        **pod_attributes(pod, netns_path),
-        "dranet.claim.uid": claim.uid,
-        "dranet.claim.name": f"{claim.namespace}/{claim.name}",
-        "dranet.device": device,
-        "dranet.interface.name": ifname,
-    }
-
-
-def failed_step(exc: BaseException) -> str:
-    """The metrics label of a failure: the step's name, or what kind of refusal."""
-    if isinstance(exc, NetworkStepError):
-        return exc.step
-    if isinstance(exc, DranetError):
-        return type(exc).__name__.removesuffix("Error").lower() or "error"
-    return "cancelled" if isinstance(exc, asyncio.CancelledError) else "internal"
 
 
 async def attach_device(
@@ -133,7 +103,7 @@ async def _attach_device(
     """The per-device transaction; on failure the device is back on the node."""
     cfg, name = plan.config, plan.prepared.device
     async with rtnl(ctx.node_netns) as node:
-        dev, link = await find_on_node(ctx, node, plan)
+        dev, link = await _find_on_node(ctx, node, plan)
         async with step("record host state", name):
             original = await capture(
                 node,
@@ -185,6 +155,34 @@ async def _attach_device(
             await _rollback(ctx, rec, exc)
             raise
     return rec
+
+
+async def _find_on_node(
+    ctx: AgentContext, node: AsyncIPRoute, plan: Plan
+) -> tuple[NetDeviceLike, dict[str, Any]]:
+    """The planned device's node link, checked against the inventory's identity.
+
+    The device is found by its name, and a name can be taken by another
+    interface since the inventory last looked: rescan once, then refuse.
+    """
+    dev, name = plan.device, plan.prepared.device
+    for attempt in range(2):
+        link = await get_link(node, ifname=dev.ifname)
+        if link is None:
+            raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
+        parent = await parent_device(node, link["ifindex"]) if dev.pci_address else ""
+        why = identity_mismatch(link, dev, parent)
+        if not why:
+            return dev, link
+        if attempt == 0:
+            await ctx.resolver.rescan()
+            dev = ctx.resolver.find(name) or dev
+    raise RefusedError(
+        f"device {name}: the interface named {dev.ifname} on the node is not that device "
+        f"({why}); refusing to move it",
+        hint="another interface took the device's name; check the node's interfaces and "
+        "ListDevices",
+    )
 
 
 async def _configure(

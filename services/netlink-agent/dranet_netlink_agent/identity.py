@@ -1,10 +1,11 @@
 """Is the interface under a device's name still that device? Checked before a move.
 
 Devices are found on the node by name, and a name can be taken by another
-interface since the inventory last looked. `find_on_node` compares the link
-with the inventory's identity (ifindex, permanent MAC, and for a PCI NIC its
-parent device, IFLA_PARENT_DEV_NAME, against the PCI address), rescans once
-on a mismatch and then refuses; `identity_mismatch` is the pure comparison.
+interface since the inventory last looked. `identity_mismatch` compares the
+link with the inventory's identity (ifindex, permanent MAC, and for a PCI
+NIC its parent device against the PCI address); `parent_device` reads that
+parent (IFLA_PARENT_DEV_NAME). attach.py's `_find_on_node` uses both: it
+rescans once on a mismatch, then refuses the move.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from dranet.errors import NetworkStepError, RefusedError
-from dranet_netlink_agent.context import AgentContext, NetDeviceLike
-from dranet_netlink_agent.linkops import get_link
-from dranet_netlink_agent.plan import Plan
+from dranet_netlink_agent.context import NetDeviceLike
 
 
 def identity_mismatch(link: dict[str, Any], dev: NetDeviceLike, parent: str = "") -> str:
@@ -43,31 +41,3 @@ async def parent_device(node: AsyncIPRoute, index: int) -> str:
     except NetlinkError:  # gone meanwhile: the move step reports it
         return ""
     return str(found[0].get("IFLA_PARENT_DEV_NAME") or "") if found else ""
-
-
-async def find_on_node(
-    ctx: AgentContext, node: AsyncIPRoute, plan: Plan
-) -> tuple[NetDeviceLike, dict[str, Any]]:
-    """The planned device's node link, checked against the inventory's identity.
-
-    The device is found by its name, and a name can be taken by another
-    interface since the inventory last looked: rescan once, then refuse.
-    """
-    dev, name = plan.device, plan.prepared.device
-    for attempt in range(2):
-        link = await get_link(node, ifname=dev.ifname)
-        if link is None:
-            raise NetworkStepError("find link on node", name, f"no interface {dev.ifname}")
-        parent = await parent_device(node, link["ifindex"]) if dev.pci_address else ""
-        why = identity_mismatch(link, dev, parent)
-        if not why:
-            return dev, link
-        if attempt == 0:
-            await ctx.resolver.rescan()
-            dev = ctx.resolver.find(name) or dev
-    raise RefusedError(
-        f"device {name}: the interface named {dev.ifname} on the node is not that device "
-        f"({why}); refusing to move it",
-        hint="another interface took the device's name; check the node's interfaces and "
-        "ListDevices",
-    )
