@@ -96,3 +96,18 @@ class PeerError(DranetError):
     """A peer (kubelet, runtime, API server, agent) failed or is unreachable."""
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+def internal_error_text(service: str, doing: str, exc: BaseException) -> str:
+    """What a caller sees for a bug in a dranet service: what failed, the exception,
+    and which container's log holds the traceback.
+
+    `service` is the container name ("kubelet-plugin", "netlink-agent"); a
+    service logs the traceback itself, then aborts the RPC with this text
+    instead of grpc's bare "Unexpected <class ...>".
+    """
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (
+        f"internal error in dranet-{service} while {doing}: {detail}; "
+        f"see the {service} container's log in the dranet pod on this node"
+    )

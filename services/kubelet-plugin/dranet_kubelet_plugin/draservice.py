@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
+from dranet import errors
 from dranet.errors import DranetError
 from dranet.kubelet.dra.v1 import api_pb2 as v1_pb2
 from dranet.kubelet.dra.v1 import api_pb2_grpc as v1_grpc
@@ -72,11 +73,7 @@ class Preparer(Protocol):
 
 def internal_error_text(doing: str, exc: BaseException) -> str:
     """What the user sees for a bug: what failed, the exception, where the traceback is."""
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return (
-        f"internal error in dranet-kubelet-plugin while {doing}: {detail}; "
-        "see the kubelet-plugin container's log in the dranet pod on this node"
-    )
+    return errors.internal_error_text("kubelet-plugin", doing, exc)
 
 
 def describe_claims(claims: Sequence[ClaimRef], limit: int = 5) -> str:
