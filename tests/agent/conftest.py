@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dranet.agent.v1 import agent_pb2_grpc
+from dranet.grpcserver import UnixServer, unix_channel
 from dranet.store import ClaimRecord, PreparedDevice, Role, Store
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.netns import run_in_netns
@@ -115,6 +117,30 @@ async def ctx(
         node_netns=lab.path(lab.node),
         netns_roots=DEFAULT_ROOTS,
     )
+
+
+ServeAgent = Callable[[agent_pb2_grpc.NetlinkAgentServicer], Awaitable[Any]]
+
+
+@pytest.fixture
+async def serve_agent(tmp_path: Path) -> AsyncIterator[ServeAgent]:
+    """Serves a NetlinkAgent servicer on a real unix socket; returns a stub to it."""
+    running: list[tuple[UnixServer, Any]] = []
+
+    async def serve(service: agent_pb2_grpc.NetlinkAgentServicer) -> Any:
+        server = UnixServer(
+            tmp_path / "sock" / f"agent{len(running)}.sock",
+            adders=[lambda s: agent_pb2_grpc.add_NetlinkAgentServicer_to_server(service, s)],
+        )
+        await server.start()
+        channel = unix_channel(server.path)
+        running.append((server, channel))
+        return agent_pb2_grpc.NetlinkAgentStub(channel)
+
+    yield serve
+    for server, channel in reversed(running):
+        await channel.close(None)
+        await server.stop(0)
 
 
 def claim(

@@ -10,8 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
-from dranet.grpcserver import UnixServer, unix_channel
+from dranet.agent.v1 import agent_pb2
 from dranet.store import AttachmentPhase, Store
 from dranet_netlink_agent.context import AgentContext
 from dranet_netlink_agent.service import AttachmentHub, NetlinkAgentService
@@ -38,21 +37,10 @@ class Devices:
 
 
 @pytest.fixture
-async def stub(ctx: AgentContext, tmp_path: Path) -> AsyncIterator[agent_pb2_grpc.NetlinkAgentStub]:
+async def stub(ctx: AgentContext, serve_agent: Any) -> Any:
     hub = AttachmentHub()
     ctx.listener = hub.publish
-    service = NetlinkAgentService(ctx, Devices(ctx.resolver), hub)
-    server = UnixServer(
-        tmp_path / "sock" / "agent.sock",
-        adders=[lambda s: agent_pb2_grpc.add_NetlinkAgentServicer_to_server(service, s)],
-    )
-    await server.start()
-    channel = unix_channel(server.path)
-    try:
-        yield agent_pb2_grpc.NetlinkAgentStub(channel)
-    finally:
-        await channel.close(None)
-        await server.stop(0)
+    return await serve_agent(NetlinkAgentService(ctx, Devices(ctx.resolver), hub))
 
 
 async def test_attach_list_watch_detach_round_trip(

@@ -2,7 +2,9 @@
 
 Thin: each RPC validates its request, calls attach/detach/the inventory, and
 maps a DranetError onto its `grpc_code` with the error's own message, so the
-NRI hook, the kubelet plugin and an operator all read the same sentence.
+NRI hook, the kubelet plugin and an operator all read the same sentence. Any
+other exception is a bug: its traceback goes to the log and the caller gets
+INTERNAL saying which call failed and where to look.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import grpc
 
 from dranet.agent.v1 import agent_pb2, agent_pb2_grpc
-from dranet.errors import DranetError, InvalidArgumentError
+from dranet.errors import DranetError, InvalidArgumentError, internal_error_text
 from dranet.store import AttachmentPhase, AttachmentRecord
 from dranet_netlink_agent.attach import PodRef, attach_pod, result_fields
 from dranet_netlink_agent.context import AgentContext, Resolver, log
@@ -96,13 +98,23 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: DranetError) 
 
 
 async def guarded(
-    context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[T]]
+    context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[T]], rpc: str
 ) -> T:
+    """Runs one RPC's work; `rpc` names it in an error ("AttachPod for pod ns/name")."""
     try:
         return await call()
     except DranetError as exc:
         log.warning("%s", exc)
         await _abort(context, exc)
+    except Exception as exc:  # a bug: not grpc's bare "Unexpected <class ...>"
+        log.exception("%s failed unexpectedly", rpc)
+        text = internal_error_text("netlink-agent", f"handling {rpc}", exc)
+        await context.abort(grpc.StatusCode.INTERNAL, text)
+        raise AssertionError("unreachable") from exc  # abort always raises
+
+
+def _pod_name(ref: agent_pb2.PodRef) -> str:
+    return f"pod {ref.namespace}/{ref.name}" if ref.name else f"pod {ref.uid}"
 
 
 def _pod(ref: agent_pb2.PodRef) -> PodRef:
@@ -163,7 +175,7 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
             recs = await self._whole(attach_pod(self._ctx, pod, request.netns_path))
             return agent_pb2.AttachPodResponse(interfaces=[interface_result(r) for r in recs])
 
-        return await guarded(context, call)
+        return await guarded(context, call, f"AttachPod for {_pod_name(request.pod)}")
 
     async def DetachPod(
         self, request: agent_pb2.DetachPodRequest, context: Any
@@ -172,7 +184,7 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
             done = await self._whole(detach_pod(self._ctx, _pod(request.pod).uid))
             return agent_pb2.DetachPodResponse(devices=[detached(d) for d in done])
 
-        return await guarded(context, call)
+        return await guarded(context, call, f"DetachPod for {_pod_name(request.pod)}")
 
     async def ReleaseClaim(
         self, request: agent_pb2.ReleaseClaimRequest, context: Any
@@ -183,7 +195,7 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
             done = await self._whole(release_claim(self._ctx, request.claim_uid))
             return agent_pb2.ReleaseClaimResponse(devices=[detached(d) for d in done])
 
-        return await guarded(context, call)
+        return await guarded(context, call, f"ReleaseClaim for claim {request.claim_uid}")
 
     async def _attached(self) -> list[agent_pb2.Attachment]:
         rows = await self._ctx.rows()
@@ -192,7 +204,7 @@ class NetlinkAgentService(agent_pb2_grpc.NetlinkAgentServicer):
     async def ListAttachments(
         self, request: agent_pb2.ListAttachmentsRequest, context: Any
     ) -> agent_pb2.ListAttachmentsResponse:
-        return await guarded(context, self._list)
+        return await guarded(context, self._list, "ListAttachments")
 
     async def _list(self) -> agent_pb2.ListAttachmentsResponse:
         return agent_pb2.ListAttachmentsResponse(attachments=await self._attached())
