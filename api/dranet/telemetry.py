@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -168,6 +168,27 @@ def setup_telemetry(service_name: str, *, resource: Mapping[str, str] = {}) -> T
     trace.set_tracer_provider(telemetry.provider)
     _installed = telemetry
     return telemetry
+
+
+class PodLike(Protocol):
+    @property
+    def uid(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def pod_attributes(pod: PodLike, netns_path: str = "") -> dict[str, str]:
+    """Span attributes of a pod: OpenTelemetry's k8s.* names, dranet.* for ours."""
+    attributes = {
+        "k8s.pod.uid": pod.uid,
+        "k8s.pod.name": pod.name,
+        "k8s.namespace.name": pod.namespace,
+    }
+    if netns_path:
+        attributes["dranet.netns.path"] = netns_path
+    return attributes
 
 
 def tracer(name: str) -> Tracer:

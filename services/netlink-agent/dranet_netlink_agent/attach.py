@@ -30,7 +30,7 @@ from dranet.errors import InvalidArgumentError, NetworkStepError, RefusedError
 from dranet.logs import log_context
 from dranet.netconfig import NetworkConfig
 from dranet.store import AttachmentPhase, AttachmentRecord, ClaimRecord
-from dranet.telemetry import link_from_carrier
+from dranet.telemetry import link_from_carrier, pod_attributes
 from dranet_netlink_agent.configure import configure_pod, reason, step, undo_pod_changes
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back
@@ -41,7 +41,7 @@ from dranet_netlink_agent.netns import rtnl
 from dranet_netlink_agent.plan import Plan, PodRef, refuse_foreign, resolve
 from dranet_netlink_agent.podns import PodTarget, is_current, open_target
 from dranet_netlink_agent.savedchanges import SavedPodChanges, saver
-from dranet_netlink_agent.spanattrs import failed_step, pod_attributes, span_attributes
+from dranet_netlink_agent.spanattrs import failed_step, span_attributes
 
 __all__ = [
     "AgentContext",

@@ -1,8 +1,8 @@
 """What attach spans and metrics say about a pod, a device and a failure.
 
-`pod_attributes` and `span_attributes` are the OpenTelemetry attributes of
-the "attach pod" and "attach device" spans (pod, claim, device, interface
-name, netns path); `failed_step` is the label an attach failure is counted
+`span_attributes` (built on the shared `dranet.telemetry.pod_attributes`)
+are the OpenTelemetry attributes of the "attach device" spans (pod, claim,
+device, interface name, netns path); `failed_step` is the label an attach failure is counted
 under (the step's name, the kind of refusal, "cancelled" or "internal").
 """
 
@@ -12,18 +12,8 @@ import asyncio
 
 from dranet.errors import DranetError, NetworkStepError
 from dranet.store import ClaimRecord
+from dranet.telemetry import pod_attributes
 from dranet_netlink_agent.plan import PodRef
-
-
-def pod_attributes(pod: PodRef, netns_path: str = "") -> dict[str, str]:
-    attributes = {
-        "k8s.pod.uid": pod.uid,
-        "k8s.namespace.name": pod.namespace,
-        "k8s.pod.name": pod.name,
-    }
-    if netns_path:
-        attributes["dranet.netns.path"] = netns_path
-    return attributes
 
 
 def span_attributes(

@@ -29,6 +29,7 @@ from dranet.errors import DranetError, PeerError, RefusedError
 from dranet.logs import log_context
 from dranet.metrics import Metrics
 from dranet.nri import api_pb2
+from dranet.telemetry import pod_attributes
 from dranet_nri_hook.ttrpc import current_call
 
 log = logging.getLogger(__name__)
@@ -59,18 +60,6 @@ def pod_ref(pod: api_pb2.PodSandbox) -> agent_pb2.PodRef:
 
 def pod_label(pod: api_pb2.PodSandbox | agent_pb2.PodRef) -> str:
     return f"{pod.namespace}/{pod.name}"
-
-
-def pod_attributes(pod: api_pb2.PodSandbox | agent_pb2.PodRef, netns: str = "") -> dict[str, str]:
-    """Span attributes of a pod event (OpenTelemetry k8s.* names, dranet.* for ours)."""
-    attributes = {
-        "k8s.pod.uid": pod.uid,
-        "k8s.pod.name": pod.name,
-        "k8s.namespace.name": pod.namespace,
-    }
-    if netns:
-        attributes["dranet.netns.path"] = netns
-    return attributes
 
 
 def stale_attachments(
