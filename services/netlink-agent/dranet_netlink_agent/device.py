@@ -17,7 +17,11 @@ from typing import Any, Protocol
 from dranet.agent.v1 import agent_pb2
 from dranet_netlink_agent.discovery import Discovery, LinkRecord
 from dranet_netlink_agent.naming import device_name
-from dranet_netlink_agent.sysfs import PciInfo, Sysfs
+from dranet_netlink_agent.sysfs import NetdevInfo, PciInfo, Sysfs
+
+# Key of the host-state record (`hostread.capture`) holding how the inventory saw
+# the link: descriptive only, never restored.
+DESCRIBED = "described"
 
 
 class AttachmentLike(Protocol):
@@ -86,17 +90,39 @@ class NetDevice:
         return dev
 
 
+def is_virtual(link: LinkRecord, info: NetdevInfo | None) -> bool:
+    """sysfs's word (under devices/virtual) when it has the link, else: no parent device."""
+    return info.virtual if info is not None else not link.parent_dev
+
+
+def described(link: LinkRecord, sysfs: Sysfs | None = None) -> dict[str, Any]:
+    """What `build_device` takes from a link beyond the restorable fields (blocking with sysfs).
+
+    Recorded at attach under `DESCRIBED` so `device_from_original` republishes
+    the device as it was offered, not with empty state and link type.
+    """
+    info = sysfs.netdev(link.ifname, ifindex=link.ifindex, mac=link.mac) if sysfs else None
+    return {
+        "state": link.state,
+        "encapsulation": link.encapsulation,
+        "kind": link.kind,
+        "alias": link.alias,
+        "virtual": is_virtual(link, info),
+    }
+
+
 def build_device(link: LinkRecord, addresses: Discovery, sysfs: Sysfs) -> NetDevice:
     """Joins a link with its addresses and its sysfs facts (blocking reads)."""
     v4, v6 = addresses.addresses.get(link.ifindex, ((), ()))
     info = sysfs.netdev(link.ifname, ifindex=link.ifindex, mac=link.mac)
     pci: PciInfo | None
+    virtual = is_virtual(link, info)
     if info is not None:
-        pci, virtual, rdma = info.pci, info.virtual, info.rdma_device
+        pci, rdma = info.pci, info.rdma_device
     else:
         # class/net belongs to another namespace: trust the netlink parent device.
         pci = sysfs.parent(link.parent_bus, link.parent_dev)
-        virtual, rdma = not link.parent_dev, pci.rdma_device if pci else ""
+        rdma = pci.rdma_device if pci else ""
     dev = NetDevice(
         name=device_name(link.ifname), ifname=link.ifname, ifindex=link.ifindex,
         mac=link.mac, permanent_mac=link.permanent_mac, mtu=link.mtu, kind=link.kind,
@@ -137,20 +163,25 @@ def device_from_original(
     come from sysfs by the recorded PCI address (blocking reads, with `sysfs`):
     a PCI function's entry stays put while its netdev sits in a pod, so the
     device is republished with the attributes it had before the restart.
-    Operstate and link type are not recorded and stay empty.
+    Operstate, link type and `virtual` come from the `DESCRIBED` facts; a
+    record written before those were kept leaves them empty (and not virtual).
     """
+    seen = original.get(DESCRIBED)
+    facts: dict[str, Any] = seen if isinstance(seen, dict) else {}
 
-    def text(key: str) -> str:
-        return str(original.get(key) or "")
+    def text(key: str, record: dict[str, Any] = original) -> str:
+        return str(record.get(key) or "")
 
     v4, v6 = recorded_addresses(original)
     dev = NetDevice(
         name=name, ifname=text("ifname"), ifindex=int(original.get("ifindex") or 0),
         mac=text("mac"), permanent_mac=text("permanent_mac"),
         mtu=int(original.get("mtu") or 0),
-        kind=text("kind") or "device",  # as `link_record`: no IFLA_INFO_KIND is hardware
-        state="", alias=text("alias"), encapsulation="", ipv4=v4, ipv6=v6,
-        pci_address=text("pci_address").lower(),
+        # as `link_record`: no IFLA_INFO_KIND is hardware
+        kind=text("kind", facts) or text("kind") or "device",
+        state=text("state", facts), alias=text("alias") or text("alias", facts),
+        encapsulation=text("encapsulation", facts), ipv4=v4, ipv6=v6,
+        pci_address=text("pci_address").lower(), virtual=facts.get("virtual") is True,
     )  # fmt: skip
     pci = sysfs.pci(dev.pci_address) if sysfs is not None and dev.pci_address else None
     if pci is None:

@@ -8,14 +8,19 @@ in the namespace of `ipr`'s socket), the interface's addresses, its routes
 (every table but `local`, kernel-made routes left out: they come back with
 the addresses) and its permanent neighbours, plus the policy rules that
 point at the tables those routes use (carried into the pod as dranet does;
-never removed from the node, so never restored). The kernel filters the
-dumps to the interface (`linkops.kernel_dump`). The result is a plain
-JSON-able dict stored in the attachment row (`AttachmentRecord.original`);
+never removed from the node, so never restored), and, under `DESCRIBED`,
+how the inventory sees the link (operstate, link type, kind, alias,
+virtual: `device.described`) so an agent restarted while the device sits in
+a pod republishes it unchanged; those describe, a restore ignores them.
+The kernel filters the dumps to the interface (`linkops.kernel_dump`). The
+result is a plain JSON-able dict stored in the attachment row (`AttachmentRecord.original`);
 hostrestore.py puts it back, hoststate.py compares two of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import ipaddress
 import os
 from collections.abc import Callable
@@ -23,14 +28,18 @@ from socket import AF_INET, AF_INET6, AF_UNSPEC
 from typing import Any, TypeVar
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETNEIGH, RTM_GETROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from dranet_netlink_agent.device import DESCRIBED, described
+from dranet_netlink_agent.discovery import link_record
 from dranet_netlink_agent.ethtool import read_ethtool
-from dranet_netlink_agent.linkops import get_link, kernel_dump, netns_fd_of
+from dranet_netlink_agent.linkops import describe_link, get_link, kernel_dump, netns_fd_of
 from dranet_netlink_agent.netns import arun_in_netns
+from dranet_netlink_agent.sysfs import Sysfs
 
 RT_TABLE_DEFAULT = 253
 RT_TABLE_MAIN = 254
@@ -196,14 +205,40 @@ async def master_of(ipr: AsyncIPRoute, link: dict[str, Any]) -> dict[str, Any]:
     return {key: master[key] for key in ("ifindex", "ifname", "kind")}
 
 
-async def capture(
-    ipr: AsyncIPRoute, index: int, *, permanent_mac: str = "", pci_address: str = ""
-) -> dict[str, Any]:
-    """Everything needed to give the interface back exactly as it is now."""
-    link = await get_link(ipr, index=index)
-    if link is None:
+async def _link_message(ipr: AsyncIPRoute, index: int) -> Any:
+    """The raw RTM_NEWLINK of `index` (both the record and `link_record` read it)."""
+    try:
+        found = await ipr.link("get", index=index)
+    except NetlinkError as exc:
+        if exc.code in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+            found = None
+        else:
+            raise
+    if not found:
         raise LookupError(f"no link with index {index}")
+    return found[0]
+
+
+async def capture(
+    ipr: AsyncIPRoute,
+    index: int,
+    *,
+    permanent_mac: str = "",
+    pci_address: str = "",
+    sysfs: Sysfs | None = None,
+) -> dict[str, Any]:
+    """Everything needed to give the interface back exactly as it is now.
+
+    With `sysfs` (the inventory's), `virtual` is decided by sysfs as the
+    inventory does; without it, by the netlink parent device alone.
+    """
+    msg = await _link_message(ipr, index)
+    link = describe_link(msg)
     state = {key: link[key] for key in ("ifindex", "kind", *LINK_FIELDS)}
+    record = link_record(msg)
+    state[DESCRIBED] = (
+        described(record) if sysfs is None else await asyncio.to_thread(described, record, sysfs)
+    )
     state["permanent_mac"] = permanent_mac or link["permanent_mac"]
     state["pci_address"] = pci_address
     state["master"] = await master_of(ipr, link)
