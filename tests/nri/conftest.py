@@ -23,6 +23,6 @@ def sockdir() -> Iterator[Path]:
 @pytest.fixture
 async def agent(sockdir: Path) -> AsyncIterator[FakeAgent]:
     fake = FakeAgent()
-    server = await serve_fake_agent(fake, str(sockdir / "agent.sock"))
+    await serve_fake_agent(fake, str(sockdir / "agent.sock"))
     yield fake
-    await server.stop(None)
+    await fake.stop()

@@ -2,7 +2,8 @@
 
 Served by grpc.aio on a unix socket like the real agent. Behaviour per pod
 UID: `claims` (pods that have prepared claims), `errors` (status to return
-from AttachPod), `delay` (seconds every AttachPod takes).
+from AttachPod), `delay` (seconds every AttachPod takes). `stop()` takes it
+off its socket, as when the agent container is down.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ class FakeAgent(agent_pb2_grpc.NetlinkAgentServicer):
     attachments: list[agent_pb2.Attachment] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    server: grpc.aio.Server | None = None  # set by serve_fake_agent
+
+    async def stop(self) -> None:
+        """Unreachable from now on: calls wait for it until their deadline."""
+        if self.server is not None:
+            await self.server.stop(None)
+            self.server = None
 
     def _record(self, method: str, uid: str, netns: str) -> None:
         self.calls.append(Call(method, uid, netns))
@@ -101,4 +109,5 @@ async def serve_fake_agent(agent: FakeAgent, socket_path: str) -> grpc.aio.Serve
     agent_pb2_grpc.add_NetlinkAgentServicer_to_server(agent, server)
     server.add_insecure_port(f"unix:{socket_path}")
     await server.start()
+    agent.server = server
     return server

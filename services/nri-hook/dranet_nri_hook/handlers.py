@@ -1,4 +1,4 @@
-"""Pod events -> calls to the netlink agent. The hook keeps no state store.
+"""Pod events -> calls to the netlink agent. The hook writes no state store.
 
 The only memory is each pod's newest sandbox: its id and netns path (from
 RunPodSandbox and Synchronize), because containerd 1.7 sends no netns on
@@ -7,7 +7,9 @@ sandbox is replaced, the kubelet removes the old one later, and that must not
 take the devices away from the new one. Every
 agent call has a deadline well inside the runtime's 2 s request budget: a
 missed budget silently disconnects the plugin and the pod starts without its
-devices, so failing loudly is better than being late.
+devices, so failing loudly is better than being late. When the agent cannot
+be reached at all, RunPodSandbox reads the claim-state store (read-only, see
+`claimcheck`) so pods without dranet claims still start.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dranet.logs import log_context
 from dranet.metrics import Metrics
 from dranet.nri import api_pb2
 from dranet.telemetry import pod_attributes
+from dranet_nri_hook.claimcheck import pod_has_no_claims
 from dranet_nri_hook.ttrpc import current_call
 
 log = logging.getLogger(__name__)
@@ -117,10 +120,19 @@ def _explained(doing: str) -> Iterator[None]:
 class PodHandlers:
     """Implements plugin.PodEvents against the agent's gRPC API."""
 
-    def __init__(self, agent: Any, *, timeout: float = 1.5, metrics: Metrics | None = None) -> None:
-        # `agent` is an agent_pb2_grpc.NetlinkAgentStub (or a test double).
+    def __init__(
+        self,
+        agent: Any,
+        *,
+        timeout: float = 1.5,
+        metrics: Metrics | None = None,
+        state_db: str = "",
+    ) -> None:
+        # `agent` is an agent_pb2_grpc.NetlinkAgentStub (or a test double);
+        # `state_db` is the claim-state store read when the agent is unreachable.
         self._agent = agent
         self._timeout = timeout
+        self._state_db = state_db
         self._metrics = metrics if metrics is not None else Metrics(CollectorRegistry())  # unserved
         self._detach_failures = self._metrics.counter(
             "nri_detach_failures_total",
@@ -180,7 +192,18 @@ class PodHandlers:
             except grpc.aio.AioRpcError as err:
                 if not netns and err.code() not in _TRANSIENT:
                     raise _host_network(pod, err.details() or err.code().name) from err
-                raise agent_failure("AttachPod", pod_label(pod), err, deadline) from err
+                failure = agent_failure("AttachPod", pod_label(pod), err, deadline)
+                # No answer (down, stuck, died mid-call): a pod without claims
+                # needs no agent. An answered error stands; gRPC cannot tell an
+                # agent's own UNAVAILABLE apart, but the store check still keeps
+                # a pod with claims from starting.
+                if err.code() in _TRANSIENT and await pod_has_no_claims(self._state_db, pod.uid):
+                    log.warning(
+                        "netlink agent unreachable (%s); pod %s has no prepared claims in %s,"
+                        " so it starts", failure, pod_label(pod), self._state_db,
+                    )  # fmt: skip
+                    return
+                raise failure from err
             if not netns and reply.interfaces:
                 raise _host_network(pod, "the agent reported devices for it")
             if reply.interfaces:

@@ -1,6 +1,7 @@
 """dranet-nri-hook: the runtime's NRI events -> the netlink agent.
 
-Holds no state store and no API token; runs without capabilities. Its only
+Writes no state store (reads its claims only while the agent is unreachable)
+and holds no API token; runs without capabilities. Its only
 server is a health-only gRPC socket (`--health-socket`) for the DaemonSet's
 exec probe: SERVING while registered with the runtime, NOT_SERVING while
 (re)connecting and when stopping.
@@ -76,6 +77,7 @@ async def serve(settings: HookSettings, stop: asyncio.Event) -> None:
             agent_pb2_grpc.NetlinkAgentStub(channel),
             timeout=settings.agent_timeout,
             metrics=metrics,
+            state_db=settings.state_db,
         )
         plugin = NriPlugin(
             plugin_options(settings), handlers, on_connection=RuntimeLink(metrics, health)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from dranet.errors import SettingsError
 from dranet.paths import DEFAULT_AGENT_SOCKET, DEFAULT_NRI_HOOK_HEALTH_SOCKET
 from dranet.settings import parse_settings, setting
+from dranet.store import DEFAULT_PATH as DEFAULT_STATE_DB
 from dranet_nri_hook.plugin import DEFAULT_SOCKET, PluginOptions, check_identity
 
 
@@ -27,6 +28,11 @@ class HookSettings:
     )
     agent_timeout: float = setting(
         1.5, "Seconds an agent call may take; keep it under the runtime's 2 s NRI budget."
+    )
+    state_db: str = setting(
+        DEFAULT_STATE_DB,
+        "Claim-state store, read-only: when the agent is unreachable, pods without "
+        "prepared claims still start; empty disables this (every pod then fails).",
     )
     health_socket: str = setting(
         DEFAULT_NRI_HOOK_HEALTH_SOCKET,
