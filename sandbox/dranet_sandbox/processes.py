@@ -146,6 +146,7 @@ def hook_argv(
         f"--nri-socket={nri_socket}",
         f"--agent-socket={paths.agent_socket}",
         f"--health-socket={paths.hook_health_socket}",
+        f"--state-db={paths.state_db}",
         f"--node-name={node_name}",
         f"--plugin-name={NRI_PLUGIN_NAME}",
         f"--plugin-index={NRI_PLUGIN_INDEX}",

@@ -23,7 +23,7 @@ AGENT, PLUGIN, HOOK = "netlink-agent", "kubelet-plugin", "nri-hook"
 EXPECTED_MOUNTS = {
     AGENT: {"sockets", "state", "netns", "proc-sys-net"},
     PLUGIN: {"sockets", "state", "kubelet-plugins", "kubelet-registry", "api-token"},
-    HOOK: {"sockets", "nri"},
+    HOOK: {"sockets", "nri", "state"},
 }
 
 
@@ -88,6 +88,12 @@ def test_each_container_mounts_exactly_what_it_needs(rendered: list[dict[str, An
     agent = _containers(rendered)[AGENT]
     netns = next(m for m in agent["volumeMounts"] if m["name"] == "netns")
     assert netns["mountPropagation"] == "HostToContainer"
+    # The hook only reads the store (a fallback while the agent is unreachable).
+    hook = _containers(rendered)[HOOK]
+    state = next(m for m in hook["volumeMounts"] if m["name"] == "state")
+    assert state["readOnly"] is True
+    env = {e["name"]: e.get("value") for e in hook["env"]}
+    assert env["DRANET_STATE_DB"].startswith(state["mountPath"] + "/")
 
 
 def test_only_the_plugin_holds_an_api_token(rendered: list[dict[str, Any]]) -> None:
