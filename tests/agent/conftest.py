@@ -41,6 +41,7 @@ class LabDevice:
     ifindex: int
     permanent_mac: str = ""
     pci_address: str = ""
+    virtual: bool = True  # the lab's NICs are veths
 
 
 @dataclass

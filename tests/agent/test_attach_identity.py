@@ -17,6 +17,7 @@ class Dev:
     ifindex: int = 7
     permanent_mac: str = "AA:BB:CC:00:00:01"
     pci_address: str = "0000:3b:00.0"
+    virtual: bool = False
 
 
 def _link(ifindex: int = 7, perm: str = "aa:bb:cc:00:00:01") -> dict[str, Any]:

@@ -34,6 +34,7 @@ from dranet.telemetry import link_from_carrier, pod_attributes
 from dranet_netlink_agent.configure import configure_pod, reason, step, undo_pod_changes
 from dranet_netlink_agent.context import AgentContext, NetDeviceLike, Resolver, log
 from dranet_netlink_agent.detach import give_back
+from dranet_netlink_agent.device import DESCRIBED
 from dranet_netlink_agent.hostread import capture
 from dranet_netlink_agent.identity import identity_mismatch, parent_device
 from dranet_netlink_agent.linkops import get_link, set_link, set_state
@@ -111,6 +112,9 @@ async def _attach_device(
                 permanent_mac=dev.permanent_mac,
                 pci_address=dev.pci_address,
             )
+            # The inventory decided `virtual` from sysfs, which capture cannot
+            # always see; republishing after a restart must say the same.
+            original.setdefault(DESCRIBED, {})["virtual"] = dev.virtual
         rec = AttachmentRecord(
             claim_uid=plan.claim.uid,
             device=name,
