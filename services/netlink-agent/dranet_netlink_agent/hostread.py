@@ -8,7 +8,10 @@ in the namespace of `ipr`'s socket), the interface's addresses, its routes
 (every table but `local`, kernel-made routes left out: they come back with
 the addresses) and its permanent neighbours, plus the policy rules that
 point at the tables those routes use (carried into the pod as dranet does;
-never removed from the node, so never restored), and, under `DESCRIBED`,
+never removed from the node, so never restored), the per-interface IPv4/IPv6
+conf sysctls in `NODE_SYSCTLS` (the kernel gives a device fresh ones each
+time it changes namespace, so an operator's `arp_ignore` or `accept_ra`
+would otherwise be lost), and, under `DESCRIBED`,
 how the inventory sees the link (operstate, link type, kind, alias,
 virtual: `device.described`) so an agent restarted while the device sits in
 a pod republishes it unchanged; those describe, a restore ignores them.
@@ -58,6 +61,31 @@ LINK_FIELDS = (
     "gro_max_size",
     "gso_ipv4_max_size",
     "gro_ipv4_max_size",
+)
+# Per-interface conf sysctls recorded and restored, as "<ipv4|ipv6>/<key>" (the file
+# net/<family>/conf/<ifname>/<key>). disable_ipv6 comes first: it must be right
+# before IPv6 addresses go back. The IPv6 `mtu` is left out: the kernel resets it
+# to the link MTU whenever the link becomes ready (up with carrier), on the node
+# as well, so no value of it survives a down/up to be restored.
+NODE_SYSCTLS = (
+    "ipv6/disable_ipv6",
+    "ipv4/forwarding",
+    "ipv4/rp_filter",
+    "ipv4/arp_ignore",
+    "ipv4/arp_announce",
+    "ipv4/arp_filter",
+    "ipv4/arp_accept",
+    "ipv4/proxy_arp",
+    "ipv4/accept_local",
+    "ipv4/route_localnet",
+    "ipv4/accept_redirects",
+    "ipv4/send_redirects",
+    "ipv6/forwarding",
+    "ipv6/accept_ra",
+    "ipv6/accept_redirects",
+    "ipv6/autoconf",
+    "ipv6/accept_dad",
+    "ipv6/use_tempaddr",
 )
 T = TypeVar("T")
 
@@ -188,6 +216,27 @@ async def rules_for_tables(ipr: AsyncIPRoute, tables: set[int]) -> list[dict[str
     return found
 
 
+def sysctl_path(sysctl_root: str, ifname: str, key: str) -> str:
+    """The file of `key` ("ipv4/arp_ignore") for `ifname` under `sysctl_root`."""
+    family, name = key.split("/", 1)
+    return f"{sysctl_root}/net/{family}/conf/{ifname}/{name}"
+
+
+def read_sysctls(ifname: str, sysctl_root: str = "/proc/sys") -> dict[str, str]:
+    """Blocking; run inside the namespace holding `ifname` (/proc/sys/net is per netns).
+
+    A key the kernel does not offer (no IPv6 on the device) is left out.
+    """
+    found = {}
+    for key in NODE_SYSCTLS:
+        try:
+            with open(sysctl_path(sysctl_root, ifname, key), encoding="ascii") as f:
+                found[key] = f.read().strip()
+        except FileNotFoundError:
+            continue
+    return found
+
+
 async def in_netns_of(ipr: AsyncIPRoute, fn: Callable[[], T]) -> T:
     """Runs blocking `fn` (an ethtool ioctl) in the namespace `ipr` talks to."""
     fd = netns_fd_of(ipr)
@@ -226,11 +275,13 @@ async def capture(
     permanent_mac: str = "",
     pci_address: str = "",
     sysfs: Sysfs | None = None,
+    sysctl_root: str = "/proc/sys",
 ) -> dict[str, Any]:
     """Everything needed to give the interface back exactly as it is now.
 
     With `sysfs` (the inventory's), `virtual` is decided by sysfs as the
     inventory does; without it, by the netlink parent device alone.
+    `sysctl_root` is the agent's procfs `sys` (`configure.write_sysctls`).
     """
     msg = await _link_message(ipr, index)
     link = describe_link(msg)
@@ -244,6 +295,7 @@ async def capture(
     state["master"] = await master_of(ipr, link)
     name = str(link["ifname"])
     state["ethtool"] = await in_netns_of(ipr, lambda: read_ethtool(name))
+    state["sysctls"] = await in_netns_of(ipr, lambda: read_sysctls(name, sysctl_root))
     state["addresses"] = await addresses_of(ipr, index)
     state["routes"] = await routes_of(ipr, index)
     state["neighbors"] = await neighbors_of(ipr, index)

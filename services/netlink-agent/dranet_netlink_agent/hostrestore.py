@@ -2,9 +2,12 @@
 
 `restore_on_node` gives a link in the node namespace what `hostread.capture`
 recorded before the attach: name, MTU, MAC, alias and GSO/GRO sizes, its
-master if that still exists, its ethtool settings, addresses (in the order a
-dump lists them), routes once it is up, and permanent neighbours. Rows
-written before a field existed simply skip its restore.
+master if that still exists, its ethtool settings, its per-interface conf
+sysctls (those that differ; before addresses, so `disable_ipv6` is right
+when IPv6 addresses go back), addresses (in the order a dump lists them),
+routes once it is up (one held by a different route is logged, not forced:
+`routing.restore_route`), and permanent neighbours. Rows written before a
+field existed simply skip its restore.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 
 from dranet_netlink_agent.ethtool import restore_ethtool
-from dranet_netlink_agent.hostread import LINK_FIELDS, NUD_PERMANENT, in_netns_of
+from dranet_netlink_agent.hostread import (
+    LINK_FIELDS,
+    NUD_PERMANENT,
+    in_netns_of,
+    read_sysctls,
+    sysctl_path,
+)
 from dranet_netlink_agent.linkops import get_link, set_link, set_state, tolerate
+from dranet_netlink_agent.routing import link_scope_first, restore_route
 
 log = logging.getLogger("dranet.agent")
-
-RT_SCOPE_LINK = 253
 
 
 def link_values(state: dict[str, Any]) -> dict[str, Any]:
@@ -31,29 +39,6 @@ def link_values(state: dict[str, Any]) -> dict[str, Any]:
     if not values.get("alias"):
         values.pop("alias")  # an empty IFLA_IFALIAS would be a change, not a restore
     return values
-
-
-def route_kwargs(route: dict[str, Any], index: int) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "family": AF_INET if route["family"] == 4 else AF_INET6,
-        "oif": index,
-        "dst_len": route["dst_len"],
-        "table": route["table"],
-        "scope": route["scope"],
-        "proto": route.get("proto", 3),
-        "type": route.get("type", 1),
-    }
-    if route["dst"]:
-        kwargs["dst"] = route["dst"]
-    for key in ("gateway", "prefsrc", "priority"):
-        if route.get(key):
-            kwargs[key] = route[key]
-    return kwargs
-
-
-def link_scope_first(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Routes without a gateway first, so gateways are reachable when their turn comes."""
-    return sorted(routes, key=lambda r: (bool(r.get("gateway")), r.get("scope") != RT_SCOPE_LINK))
 
 
 def restore_order(addresses: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,6 +75,37 @@ async def restore_master(ipr: AsyncIPRoute, index: int, master: dict[str, Any]) 
     await ipr.link("set", index=index, master=found["ifindex"])
 
 
+def changed_sysctls(recorded: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """The recorded sysctls whose value is not the current one, in recorded order (pure)."""
+    return {key: value for key, value in recorded.items() if current.get(key) != value}
+
+
+def write_changed_sysctls(
+    ifname: str, recorded: dict[str, str], sysctl_root: str = "/proc/sys"
+) -> list[str]:
+    """Blocking; run in the node namespace. Writes what differs; returns what failed."""
+    missed = []
+    for key, value in changed_sysctls(recorded, read_sysctls(ifname, sysctl_root)).items():
+        try:
+            with open(sysctl_path(sysctl_root, ifname, key), "w", encoding="ascii") as f:
+                f.write(value)
+        except OSError as exc:
+            missed.append(f"{key}={value} ({exc.strerror or exc})")
+    return missed
+
+
+async def restore_sysctls_on_node(
+    ipr: AsyncIPRoute, index: int, recorded: dict[str, str], sysctl_root: str = "/proc/sys"
+) -> None:
+    link = await get_link(ipr, index=index)
+    if link is None:
+        raise LookupError(f"no link with index {index}")
+    name = str(link["ifname"])
+    missed = await in_netns_of(ipr, lambda: write_changed_sysctls(name, recorded, sysctl_root))
+    if missed:
+        log.warning("%s did not take back sysctl(s) %s", name, ", ".join(missed))
+
+
 async def restore_ethtool_on_node(ipr: AsyncIPRoute, index: int, recorded: dict[str, Any]) -> None:
     link = await get_link(ipr, index=index)
     if link is None:
@@ -100,9 +116,12 @@ async def restore_ethtool_on_node(ipr: AsyncIPRoute, index: int, recorded: dict[
         log.warning("%s did not take back ethtool setting(s) %s", name, ", ".join(missed))
 
 
-async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) -> None:
+async def restore_on_node(
+    ipr: AsyncIPRoute, index: int, state: dict[str, Any], sysctl_root: str = "/proc/sys"
+) -> None:
     """Gives a link that is back in the node namespace its recorded state.
 
+    `sysctl_root` is the agent's procfs `sys` (`configure.write_sysctls`).
     Idempotent: run twice, the second run changes nothing.
     """
     current = await get_link(ipr, index=index)
@@ -117,6 +136,8 @@ async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) 
     await restore_master(ipr, index, state.get("master") or {})
     if state.get("ethtool"):
         await restore_ethtool_on_node(ipr, index, state["ethtool"])
+    if state.get("sysctls"):  # after the rename and MTU, before the addresses
+        await restore_sysctls_on_node(ipr, index, state["sysctls"], sysctl_root)
     for addr in restore_order(state.get("addresses", [])):
         kwargs: dict[str, Any] = {
             "index": index,
@@ -135,7 +156,7 @@ async def restore_on_node(ipr: AsyncIPRoute, index: int, state: dict[str, Any]) 
     if up:  # a down link holds no routes; bringing it up and down would drop IPv6 addresses
         await set_state(ipr, index, True)
         for route in link_scope_first(state.get("routes", [])):
-            await tolerate(ipr.route("add", **route_kwargs(route, index)), errno.EEXIST)
+            await restore_route(ipr, index, route)
     for neigh in state.get("neighbors", []):
         await ipr.neigh(
             "replace",

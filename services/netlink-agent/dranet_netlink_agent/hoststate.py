@@ -3,7 +3,8 @@
 The state is a plain JSON-able dict stored in the attachment row
 (`AttachmentRecord.original`). Reading it lives in hostread.py (`capture`,
 the filtered address/route/neighbour/rule dumps), putting it back in
-hostrestore.py (`restore_on_node`); this module compares two of them
+hostrestore.py (`restore_on_node`), with the route helpers from routing.py;
+this module compares two of them
 (`diff`, used by tests and logs) and re-exports both halves under the one
 name callers have always imported.
 """
@@ -32,15 +33,14 @@ from dranet_netlink_agent.hostread import (
     rules_for_tables,
 )
 from dranet_netlink_agent.hostrestore import (
-    RT_SCOPE_LINK,
-    link_scope_first,
     link_values,
     restore_ethtool_on_node,
     restore_master,
     restore_on_node,
     restore_order,
-    route_kwargs,
+    restore_sysctls_on_node,
 )
+from dranet_netlink_agent.routing import RT_SCOPE_LINK, link_scope_first, route_kwargs
 
 __all__ = [
     "IFA_KEEP_FLAGS",
@@ -65,6 +65,7 @@ __all__ = [
     "restore_master",
     "restore_on_node",
     "restore_order",
+    "restore_sysctls_on_node",
     "route_entry",
     "route_kwargs",
     "routes_of",
@@ -80,7 +81,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Human-readable differences between two captured states ([] when equal)."""
     out = [
         f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
-        for key in (*LINK_FIELDS, "permanent_mac", "master", "ethtool")
+        for key in (*LINK_FIELDS, "permanent_mac", "master", "ethtool", "sysctls")
         if before.get(key) != after.get(key)
     ]
     for key in ("addresses", "routes", "neighbors"):

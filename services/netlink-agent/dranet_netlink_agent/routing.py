@@ -9,12 +9,16 @@ and counts as done only if it is the one asked for; otherwise the step
 fails and the attach is rolled back. Rules are added with NLM_F_EXCL, which
 the kernel refuses only for an identical rule (same priority and
 selectors): that one counts as done, and is not ours to delete.
+`restore_route` puts a recorded route back on the node at detach with the
+same check, but a conflict there is logged, not raised: the device must come
+back.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 from collections.abc import Sequence
 from socket import AF_INET, AF_INET6
 from typing import Any
@@ -25,13 +29,14 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from dranet.netconfig import NetworkConfig
 from dranet_netlink_agent.hostread import NUD_PERMANENT, route_entry
-from dranet_netlink_agent.hostrestore import link_scope_first, route_kwargs
 from dranet_netlink_agent.linkops import get_link, kernel_dump, tolerate
 
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3  # what `ip route add` uses
 IP6_RT_PRIO_USER = 1024  # the metric the kernel gives an IPv6 route without one
 TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
+RT_SCOPE_LINK = 253
+log = logging.getLogger("dranet.agent")
 
 
 def _net(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -40,6 +45,29 @@ def _net(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text.split("/", maxsplit=1)[0])
+
+
+def route_kwargs(route: dict[str, Any], index: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "family": AF_INET if route["family"] == 4 else AF_INET6,
+        "oif": index,
+        "dst_len": route["dst_len"],
+        "table": route["table"],
+        "scope": route["scope"],
+        "proto": route.get("proto", 3),
+        "type": route.get("type", 1),
+    }
+    if route["dst"]:
+        kwargs["dst"] = route["dst"]
+    for key in ("gateway", "prefsrc", "priority"):
+        if route.get(key):
+            kwargs[key] = route[key]
+    return kwargs
+
+
+def link_scope_first(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Routes without a gateway first, so gateways are reachable when their turn comes."""
+    return sorted(routes, key=lambda r: (bool(r.get("gateway")), r.get("scope") != RT_SCOPE_LINK))
 
 
 def plan_routes(
@@ -176,27 +204,68 @@ async def _name(ipr: AsyncIPRoute, index: int | None) -> str:
     return str(link["ifname"]) if link else f"ifindex {index}"
 
 
-async def check_existing(ipr: AsyncIPRoute, index: int, route: dict[str, Any]) -> None:
-    """After EEXIST: returns if the existing route is `route`; else raises saying which."""
-    have = await existing_route(ipr, route)
+def _where(route: dict[str, Any]) -> str:
+    """`route DST/LEN in table T [metric M]`: the key the kernel answers EEXIST on."""
     dst = f"{route.get('dst') or ('0.0.0.0' if route['family'] == 4 else '::')}/{route['dst_len']}"
     where = f"route {dst} in table {TABLE_NAMES.get(route['table'], route['table'])}"
     if route.get("priority"):
         where += f" metric {route['priority']}"
+    return where
+
+
+async def route_conflict(
+    ipr: AsyncIPRoute, index: int, route: dict[str, Any]
+) -> tuple[str, str, str] | None:
+    """After EEXIST: None if the existing route is `route` on link `index`; else
+    (where, what exists, what was asked), "what exists" empty if it cannot be read back."""
+    have = await existing_route(ipr, route)
+    if have is not None and not route_mismatch(route, index, have):
+        return None
     if have is None:
-        raise ValueError(f"{where} exists in the pod (EEXIST) but cannot be read back")
-    if not route_mismatch(route, index, have):
-        return
-    if have["oif"] is None:
+        exists = ""
+    elif have["oif"] is None:
         exists = "as a multipath or typed (blackhole, unreachable...) route"
     else:
         exists = describe_route(have, await _name(ipr, have["oif"]))
-    asked = describe_route(route, await _name(ipr, index))
+    return _where(route), exists, describe_route(route, await _name(ipr, index))
+
+
+async def check_existing(ipr: AsyncIPRoute, index: int, route: dict[str, Any]) -> None:
+    """After EEXIST: returns if the existing route is `route`; else raises saying which."""
+    conflict = await route_conflict(ipr, index, route)
+    if conflict is None:
+        return
+    where, exists, asked = conflict
+    if not exists:
+        raise ValueError(f"{where} exists in the pod (EEXIST) but cannot be read back")
     if route.get("origin") == "node":
         who, fix = "the route carried over from the node", "remove it from the node or the pod"
     else:
         who, fix = "the claim", "give the claim's route another table, or free it in the pod"
     raise ValueError(f"{where} already exists {exists} in the pod; {who} asks {asked}: {fix}")
+
+
+async def restore_route(ipr: AsyncIPRoute, index: int, route: dict[str, Any]) -> bool:
+    """Adds a recorded route back on the node; True once it is there as recorded.
+
+    A different route holding its key (added on the node while the device was
+    in the pod) is left alone and logged, naming both: the detach still gives
+    the device back, but does not claim a route it could not restore.
+    """
+    if await tolerate(ipr.route("add", **route_kwargs(route, index)), errno.EEXIST):
+        return True
+    conflict = await route_conflict(ipr, index, route)
+    if conflict is None:
+        return True
+    where, exists, asked = conflict
+    log.warning(
+        "%s not restored: it already exists %s on the node; the record has %s: "
+        "the other route stays, add the recorded one by hand if it is still wanted",
+        where,
+        exists or "(EEXIST, but it cannot be read back)",
+        asked,
+    )
+    return False
 
 
 async def apply_routes(ipr: AsyncIPRoute, index: int, routes: list[dict[str, Any]]) -> None:
