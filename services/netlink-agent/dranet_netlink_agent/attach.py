@@ -111,6 +111,7 @@ async def _attach_device(
                 link["ifindex"],
                 permanent_mac=dev.permanent_mac,
                 pci_address=dev.pci_address,
+                sysctl_root=ctx.sysctl_root,
             )
             # The inventory decided `virtual` from sysfs, which capture cannot
             # always see; republishing after a restart must say the same.

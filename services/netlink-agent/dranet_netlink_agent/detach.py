@@ -246,7 +246,7 @@ async def _give_back(ctx: AgentContext, rec: AttachmentRecord) -> Detached:
         attributes = {STEP_ATTRIBUTE: "restore on node", "dranet.device": rec.device}
         with ctx.tracer.start_as_current_span("step restore on node", attributes=attributes):
             try:
-                await restore_on_node(node, index, rec.original)
+                await restore_on_node(node, index, rec.original, sysctl_root=ctx.sysctl_root)
             except Exception as exc:
                 hint = ""
                 if is_errno(exc, errno.EEXIST) and await get_link(node, ifname=rec.host_ifname):
