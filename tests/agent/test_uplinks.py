@@ -10,7 +10,7 @@ from dranet_netlink_agent.uplinks import (
     default_route_ifindexes,
     is_ignored,
     uplink_ifindexes,
-    with_master_descendants,
+    with_carriers,
 )
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
@@ -48,8 +48,8 @@ def test_bond_and_bridge_members_follow_their_master_transitively() -> None:
     # 20 enslaved to an unrelated bridge 21.
     masters = {11: 10, 12: 11, 13: 11, 20: 21}
     assert uplink_ifindexes([default((10,))], masters) == {10, 11, 12, 13}
-    assert with_master_descendants([21], masters) == {20, 21}
-    assert with_master_descendants([], masters) == frozenset()
+    assert with_carriers([21], masters, {}) == {20, 21}
+    assert with_carriers([], masters, {}) == frozenset()
 
 
 def test_ignore_list_matches_names_and_globs() -> None:

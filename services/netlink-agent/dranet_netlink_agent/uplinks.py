@@ -51,21 +51,6 @@ def default_route_ifindexes(routes: Iterable[RouteRecord]) -> frozenset[int]:
     return frozenset(i for _, oifs in best.values() for i in oifs)
 
 
-def with_master_descendants(roots: Iterable[int], masters: Mapping[int, int]) -> frozenset[int]:
-    """`roots` plus every interface enslaved to one of them, transitively (BFS)."""
-    children: dict[int, list[int]] = {}
-    for ifindex, master in masters.items():
-        children.setdefault(master, []).append(ifindex)
-    seen = set(roots)
-    queue = list(seen)
-    while queue:
-        for child in children.get(queue.pop(0), ()):
-            if child not in seen:
-                seen.add(child)
-                queue.append(child)
-    return frozenset(seen)
-
-
 def with_carriers(
     roots: Iterable[int], masters: Mapping[int, int], lowers: Mapping[int, int]
 ) -> frozenset[int]:
