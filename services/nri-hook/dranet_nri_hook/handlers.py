@@ -27,7 +27,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from dranet.agent.v1 import agent_pb2
-from dranet.errors import DranetError, PeerError, RefusedError
+from dranet.errors import DranetError, PeerError, RefusedError, internal_error_text
 from dranet.logs import log_context
 from dranet.metrics import Metrics
 from dranet.nri import api_pb2
@@ -97,11 +97,7 @@ def agent_failure(call: str, pod: str, err: grpc.aio.AioRpcError, timeout: float
 
 def internal_error(doing: str, exc: Exception) -> DranetError:
     """A bug's error as the runtime shows it: what failed, the exception, where to look."""
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return DranetError(
-        f"dranet: internal error in dranet-nri-hook while {doing}: {detail}",
-        hint="see the nri-hook container's log in the dranet pod on this node for the traceback",
-    )
+    return DranetError("dranet: " + internal_error_text("nri-hook", doing, exc))
 
 
 @contextlib.contextmanager
